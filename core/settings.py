@@ -1,0 +1,97 @@
+"""All configuration, read once from the environment (and `.env`), names as in DESIGN §9."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.paths import DEFAULT_PROMPTS_DIR, DEFAULT_STATE_DIR, DEFAULT_WORKFLOW_DEFS_DIR
+
+# Which env var holds each LLM provider's key; also used in CONFIG_ERROR messages.
+PROVIDER_KEY_ENV = {
+    "openrouter": "OPENROUTER_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "openai_compatible": "OPENAI_COMPATIBLE_API_KEY",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    environment: Literal["development", "production", "test"] = "development"
+    log_level: str = "INFO"
+    port: int = 8000
+    host: str = "127.0.0.1"
+
+    database_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'llmflow.db'}"
+    redis_url: str | None = None
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "llm-workflows"
+    temporal_ui_port: int = 8233
+    temporal_ui_url: str | None = None
+
+    workflow_defs_dir: Path = DEFAULT_WORKFLOW_DEFS_DIR
+    prompts_dir: Path = DEFAULT_PROMPTS_DIR
+
+    openrouter_api_key: str | None = None
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    openai_api_key: str | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+    openai_compatible_api_key: str | None = None
+    openai_compatible_base_url: str | None = None
+    llm_default_provider: str = "openrouter"
+    llm_mock_latency_ms: int = 0
+
+    weatherapi_api_key: str | None = None
+    weatherapi_base_url: str | None = None
+    google_services_api_key: str | None = None
+    next_public_google_services_api_key: str | None = None
+    google_places_base_url: str | None = None
+    google_places_api: Literal["legacy", "v1"] = "legacy"
+
+    llm_webhook_secret: str | None = None
+    webhook_allow_private: bool = False
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    strapi_webhook_secret: str | None = None
+    strapi_webhook_token: str | None = None
+    alert_webhook_url: str | None = None
+    max_request_bytes: int = 1024 * 1024
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        # API_KEYS="k1,k2" is the natural way to write a list in an env var.
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("redis_url", "temporal_ui_url", "openai_compatible_base_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def google_places_key(self) -> str | None:
+        return self.google_services_api_key or self.next_public_google_services_api_key
+
+    def provider_key(self, provider: str) -> str | None:
+        env = PROVIDER_KEY_ENV.get(provider)
+        return getattr(self, env.lower()) if env else None
+
+    def temporal_ui_base(self) -> str:
+        if self.temporal_ui_url:
+            return self.temporal_ui_url.rstrip("/")
+        host = self.temporal_address.rsplit(":", 1)[0] or "localhost"
+        return f"http://{host}:{self.temporal_ui_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

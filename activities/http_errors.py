@@ -87,9 +87,13 @@ def error_for_status(
     ).to_application_error()
 
 
-def error_for_transport(exc: httpx.HTTPError, *, what: str, details: Mapping[str, Any] | None = None) -> ApplicationError:
+def error_for_transport(
+    exc: httpx.HTTPError, *, what: str, details: Mapping[str, Any] | None = None
+) -> ApplicationError:
     """Timeouts and connection failures are always retryable."""
-    kind = ErrorType.TIMEOUT if isinstance(exc, httpx.TimeoutException) else ErrorType.CONNECTION_ERROR
+    kind = (
+        ErrorType.TIMEOUT if isinstance(exc, httpx.TimeoutException) else ErrorType.CONNECTION_ERROR
+    )
     return ErrorContext.of(
         kind,
         f"{what} failed: {type(exc).__name__}: {exc}",

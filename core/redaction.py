@@ -18,8 +18,21 @@ MAX_VALUE_CHARS = 200
 
 # A field is secret when one of its words (split on _ - . and camelCase) is one of these.
 _SECRET_WORDS = {
-    "auth", "authorization", "secret", "password", "passwd", "pwd", "token", "apikey",
-    "key", "credential", "credentials", "signature", "cookie", "bearer", "private",
+    "auth",
+    "authorization",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "token",
+    "apikey",
+    "key",
+    "credential",
+    "credentials",
+    "signature",
+    "cookie",
+    "bearer",
+    "private",
 }
 # Field names that contain a secret word but hold no secret.
 _SAFE_NAMES = {"idempotency_key", "cache_key", "sort_key", "key_path", "public_key", "secret_ref"}

@@ -1,0 +1,68 @@
+"""The offline `mock` provider: deterministic replies, configurable latency, zero cost.
+
+For demos, tests and benchmarks. The same request always gives the same reply: a fixed
+`mock_response` when given, JSON shaped by the step's schema for JSON formats, else a short
+summary of the prompt tagged with the model name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+
+from activities.llm.chat import ChatRequest, ChatResult, usage_of
+from activities.llm.schema_sample import sample_for_schema
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+_MAX_SUMMARY_WORDS = 24
+_MAX_SUMMARY_CHARS = 160
+
+
+def summarize(prompt: str) -> str:
+    """First sentence of the prompt, whitespace collapsed, bounded in words and characters."""
+    text = " ".join(prompt.split())
+    if not text:
+        return "(empty prompt)"
+    first = _SENTENCE_END.split(text, maxsplit=1)[0]
+    words = first.split(" ")
+    summary = " ".join(words[:_MAX_SUMMARY_WORDS])
+    if len(summary) > _MAX_SUMMARY_CHARS:
+        summary = summary[:_MAX_SUMMARY_CHARS].rstrip()
+    if summary != text:
+        summary += "…"
+    return summary
+
+
+def estimate_tokens(text: str) -> int:
+    # ~4 characters per token is the usual rule of thumb for English text.
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def mock_reply(request: ChatRequest) -> str:
+    if request.mock_response is not None:
+        return request.mock_response
+    prompt = next((m.content for m in request.messages if m.role == "user"), "")
+    fmt = request.response_format
+    if fmt.is_json and fmt.schema is not None:
+        return json.dumps(sample_for_schema(fmt.schema), ensure_ascii=False)
+    if fmt.is_json:
+        return json.dumps({"result": summarize(prompt)}, ensure_ascii=False)
+    return f"[mock:{request.model}] {summarize(prompt)}"
+
+
+class MockProvider:
+    name = "mock"
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        if request.mock_latency_ms > 0:
+            await asyncio.sleep(request.mock_latency_ms / 1000)
+        content = mock_reply(request)
+        prompt_chars = (request.system or "") + "".join(m.content for m in request.messages)
+        return ChatResult(
+            content=content,
+            usage=usage_of(estimate_tokens(prompt_chars), estimate_tokens(content)),
+            finish_reason="stop",
+            model=request.model,
+        )

@@ -1,0 +1,164 @@
+"""The `webhook` step (DESIGN §3.4): a signed JSON POST mid-workflow, retried per §6.1.
+
+Each Temporal attempt is one delivery attempt: the delivery id stays the same across attempts
+(receivers dedupe on it), the timestamp and its signature are fresh each time. The outcome rules
+differ from plain HTTP calls in two places: 410 Gone means the receiver is gone for good, and
+every 4xx except 408/429 gives up (a 409 is not retried here).
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import metadata
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.http_errors import current_attempt, error_for_status, error_for_transport
+from activities.http_step import read_capped, redirect_error, url_blocked_error
+from activities.ssrf import BlockedAddressError, check_url
+from activities.webhook_signing import build_webhook_headers, encode_body
+from activities.webhook_step_models import WebhookSendInput, WebhookSendOutput
+from core.errors import ErrorContext, ErrorType, config_error
+from core.redaction import redact_text
+from core.settings import Settings
+
+SNIPPET_CHARS = 500
+# Enough of the receiver's answer for the snippet and error messages; the rest is not read.
+MAX_READ_BYTES = 16 * 1024
+ENV_SECRET_REFS = (None, "env")
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("llmflow")
+    except metadata.PackageNotFoundError:
+        return "0.1.0"
+
+
+class WebhookActivities:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._client = client  # guarded_client(allow_private=settings.webhook_allow_private)
+        self._version = _package_version()
+
+    def _secret(self, secret_ref: str | None) -> str:
+        if secret_ref not in ENV_SECRET_REFS:
+            # "job:<id>" (per-job secrets stored in the DB) is resolved by a later change.
+            raise config_error(
+                f"webhook secret_ref {secret_ref!r} is not supported; use 'env'",
+                env_var="LLM_WEBHOOK_SECRET",
+            )
+        if not self._settings.llm_webhook_secret:
+            raise config_error(
+                "no webhook signing secret configured: LLM_WEBHOOK_SECRET is not set",
+                env_var="LLM_WEBHOOK_SECRET",
+            )
+        return self._settings.llm_webhook_secret
+
+    @activity.defn(name="webhook_send")
+    async def webhook_send(self, input: WebhookSendInput) -> WebhookSendOutput:
+        secret = self._secret(input.secret_ref)
+        try:
+            check_url(input.url, allow_private=self._settings.webhook_allow_private)
+        except BlockedAddressError as exc:
+            raise url_blocked_error(exc, step_id=input.step_id, url=input.url) from None
+        try:
+            body = encode_body(input.payload)
+        except (TypeError, ValueError) as exc:
+            raise ErrorContext.of(
+                ErrorType.VALIDATION_ERROR,
+                f"webhook payload is not JSON-serialisable: {exc}",
+                retryable=False,
+                step_id=input.step_id,
+            ).to_application_error() from None
+
+        attempt = current_attempt() or 1
+        headers = build_webhook_headers(
+            secret=secret,
+            body=body,
+            event=input.event,
+            delivery_id=input.delivery_id,
+            timestamp=int(time.time()),
+            version=self._version,
+        )
+        what = f"webhook {input.event} delivery {input.delivery_id}"
+        details: dict[str, Any] = {"operation": "webhook_send"}
+        started = time.monotonic()
+        try:
+            async with self._client.stream(
+                "POST",
+                input.url,
+                content=body,
+                headers=headers,
+                timeout=httpx.Timeout(
+                    input.timeout_seconds, connect=min(10.0, input.timeout_seconds)
+                ),
+            ) as response:
+                raw, _ = await read_capped(response, MAX_READ_BYTES)
+        except BlockedAddressError as exc:
+            raise url_blocked_error(exc, step_id=input.step_id, url=input.url) from None
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, what=what, details=details) from None
+        duration_ms = int((time.monotonic() - started) * 1000)
+
+        text = raw.decode(response.charset_encoding or "utf-8", errors="replace")
+        snippet = redact_text(text, extra_secrets=[secret], truncate=False)[:SNIPPET_CHARS]
+        status = response.status_code
+        if 200 <= status < 300:
+            return WebhookSendOutput(
+                status_code=status,
+                delivery_id=input.delivery_id,
+                attempt=attempt,
+                duration_ms=duration_ms,
+                response_snippet=snippet,
+            )
+        if 300 <= status < 400:
+            raise redirect_error(response, what=what, step_id=input.step_id, details=details)
+        raise _status_error(response, snippet, what=what, step_id=input.step_id, details=details)
+
+
+def _status_error(
+    response: httpx.Response,
+    snippet: str,
+    *,
+    what: str,
+    step_id: str | None,
+    details: dict[str, Any],
+) -> ApplicationError:
+    status = response.status_code
+    if status == 410:
+        return ErrorContext.of(
+            ErrorType.UPSTREAM_REJECTED,
+            f"{what}: receiver answered 410 Gone; giving up",
+            retryable=False,
+            step_id=step_id,
+            attempt=current_attempt(),
+            details={
+                **details,
+                "status_code": status,
+                "suggestions": ["the receiver retired this endpoint; update the webhook URL"],
+            },
+        ).to_application_error()
+    if 400 <= status < 500 and status not in (408, 429):
+        # §6.1: every other 4xx gives up, including 409 which plain HTTP calls retry.
+        return ErrorContext.of(
+            ErrorType.AUTH_ERROR if status in (401, 403) else ErrorType.UPSTREAM_REJECTED,
+            f"{what} returned HTTP {status}: {snippet}"
+            if snippet
+            else f"{what} returned HTTP {status}",
+            retryable=False,
+            step_id=step_id,
+            attempt=current_attempt(),
+            details={
+                **details,
+                "status_code": status,
+                "suggestions": ["check the receiver's signature secret and payload handling"],
+            },
+        ).to_application_error()
+    # 408, 429, 5xx: retryable, honouring Retry-After.
+    return error_for_status(
+        status, headers=dict(response.headers), body=snippet, what=what, details=details
+    )

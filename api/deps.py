@@ -1,0 +1,34 @@
+"""FastAPI dependencies: the clients built in the lifespan, as Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.engine import Engine
+
+from api.temporal_link import TemporalLink
+from core.settings import Settings
+from workflow_defs.catalog import Catalog
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def get_catalog(request: Request) -> Catalog:
+    return request.app.state.catalog  # type: ignore[no-any-return]
+
+
+def get_temporal(request: Request) -> TemporalLink:
+    return request.app.state.temporal  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+TemporalDep = Annotated[TemporalLink, Depends(get_temporal)]

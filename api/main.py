@@ -1,0 +1,79 @@
+"""The gateway's app factory and lifespan: clients are built here once and shared."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+
+from api.routers import health, jobs
+from api.temporal_link import TemporalLink
+from core.db import create_tables, make_engine
+from core.logging import setup_logging
+from core.settings import Settings, get_settings
+from workflow_defs.catalog import load_catalog
+
+log = logging.getLogger("llmflow.api")
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    temporal_client: Client | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    # Fail fast, before serving anything, on an invalid shipped definition.
+    catalog = load_catalog(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        app.state.engine = engine or make_engine(settings.database_url)
+        create_tables(app.state.engine)
+        app.state.temporal = TemporalLink(settings, temporal_client)
+        try:
+            yield
+        finally:
+            if own_engine:
+                app.state.engine.dispose()
+
+    app = FastAPI(
+        title="llmflow",
+        version="0.1.0",
+        description="Durable multi-step LLM workflows on Temporal. Submit jobs, poll or get a signed webhook.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.catalog = catalog
+    app.include_router(health.router)
+    app.include_router(jobs.router, prefix=API_PREFIX)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Malformed JSON is the client's mistake: 400 with where it broke, never 500.
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse(status_code=400, content={"detail": _jsonable(errors)})
+        return JSONResponse(status_code=422, content={"detail": _jsonable(errors)})
+
+    return app
+
+
+def _jsonable(errors: object) -> object:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(errors, custom_encoder={Exception: str})
+
+
+def app_from_env() -> FastAPI:
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,174 @@
+"""The `llmflow` command: dev, api, worker, run, validate, schema (DESIGN §10)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from core.devstack import run_dev
+    from core.settings import get_settings
+
+    return run_dev(get_settings())
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from core.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.main:app_from_env",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from worker.main import run_worker
+
+    asyncio.run(run_worker())
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from core.settings import get_settings
+    from workflow_defs.loader import DefinitionError, definition_files, load_definition_file
+    from workflow_defs.services import load_services
+
+    settings = get_settings()
+    services = load_services(settings.workflow_defs_dir / "services.json")
+    files = [Path(f) for f in args.files] or definition_files(settings.workflow_defs_dir)
+    failed = 0
+    for path in files:
+        try:
+            loaded = load_definition_file(
+                path, prompts_dir=settings.prompts_dir, has_service=services.has
+            )
+        except DefinitionError as exc:
+            failed += 1
+            print(f"✗ {path}")
+            for problem in exc.problems:
+                print(f"    {problem.path}: {problem.message}")
+            continue
+        print(f"✓ {path}  ({loaded.name} {loaded.version}, {len(loaded.definition.steps)} steps)")
+        for warning in loaded.warnings:
+            print(f"    warning {warning.path}: {warning.message}")
+    return 1 if failed else 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from workflow_defs.schema import WorkflowDefinition
+
+    print(json.dumps(WorkflowDefinition.model_json_schema(by_alias=True), indent=2))
+    return 0
+
+
+def _read_input(value: str | None) -> dict[str, Any]:
+    if not value:
+        return {}
+    path = Path(value)
+    text = path.read_text() if path.exists() else value
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise SystemExit("--input must be a JSON object (or a file holding one)")
+    return data  # type: ignore[no-any-return]
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from core.contracts import InterpreterInput
+    from core.settings import get_settings
+    from core.temporal import connect, start_job
+    from workflow_defs.catalog import load_catalog
+    from workflow_defs.inputs import InputError, validate_input
+
+    settings = get_settings()
+    catalog = load_catalog(settings)
+    loaded = catalog.definitions.get(args.workflow, args.version)
+    if loaded is None:
+        print(
+            f"unknown workflow {args.workflow!r}; known: {', '.join(catalog.definitions.names())}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        input_data = validate_input(loaded.definition, _read_input(args.input))
+    except InputError as exc:
+        print(f"invalid input: {exc}", file=sys.stderr)
+        return 2
+    client = await connect(settings)
+    job_id = str(uuid.uuid4())
+    # The worker's mirror activity creates the job row, so CLI runs show up in the API too.
+    inp = InterpreterInput(job_id=job_id, definition=loaded.snapshot(), input_data=input_data)
+    handle = await start_job(client, settings, inp)
+    print(f"started job {job_id} ({loaded.name} {loaded.version})", file=sys.stderr)
+    if not args.wait:
+        print(job_id)
+        return 0
+    try:
+        result = await handle.result()
+    except Exception as exc:
+        cause = getattr(exc, "cause", None)
+        print(f"job {job_id} failed: {cause or exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmflow", description="Durable LLM workflows on Temporal."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "dev", help="run Temporal dev server + worker + gateway in the foreground"
+    ).set_defaults(func=_cmd_dev)
+    api = sub.add_parser("api", help="run the gateway")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(func=_cmd_api)
+    sub.add_parser("worker", help="run one worker").set_defaults(func=_cmd_worker)
+    val = sub.add_parser("validate", help="validate definition files (default: the shipped ones)")
+    val.add_argument("files", nargs="*")
+    val.set_defaults(func=_cmd_validate)
+    sub.add_parser("schema", help="print the JSON Schema of the DSL").set_defaults(func=_cmd_schema)
+    run = sub.add_parser("run", help="start a job directly in Temporal")
+    run.add_argument("workflow")
+    run.add_argument("--input", help="JSON object, or a file holding one")
+    run.add_argument("--version")
+    run.add_argument("--wait", action="store_true", help="wait and print the result")
+    run.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from workflow_defs.loader import DefinitionError
+
+        if isinstance(exc, DefinitionError):
+            print(f"invalid workflow definition(s):\n{exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

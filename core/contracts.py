@@ -1,0 +1,101 @@
+"""Models that cross the gateway ↔ Temporal ↔ worker boundary (workflow input and result).
+
+Pure pydantic: imported by the workflow sandbox (passed through), the gateway and the CLI.
+Changing a field here changes recorded histories: add fields with defaults, never rename.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled", "timed_out"]
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "timed_out"})
+StepStatus = Literal["pending", "running", "completed", "failed", "skipped"]
+
+INTERPRETER_WORKFLOW = "InterpreterWorkflow"
+
+
+class ResolvedDefinition(BaseModel):
+    """A definition frozen for one run: prompt templates inlined, plus a content hash."""
+
+    name: str
+    version: str
+    content_hash: str
+    definition: dict[str, Any]
+    prompts: dict[str, str] = Field(default_factory=dict)
+
+
+class WebhookTarget(BaseModel):
+    url: str
+    # A reference to where the secret lives (never the secret itself): "job:<id>" → the job
+    # row's stored secret, "env" → LLM_WEBHOOK_SECRET.
+    secret_ref: str | None = None
+
+
+class RunOptions(BaseModel):
+    # Outputs recorded by an earlier run, reused instead of re-running those steps (rerun).
+    reuse_steps: dict[str, Any] = Field(default_factory=dict)
+    mirror: bool = True
+
+
+class InterpreterInput(BaseModel):
+    job_id: str
+    definition: ResolvedDefinition
+    input_data: dict[str, Any] = Field(default_factory=dict)
+    webhook: WebhookTarget | None = None
+    options: RunOptions = Field(default_factory=RunOptions)
+
+
+class StepRecord(BaseModel):
+    id: str
+    type: str
+    status: StepStatus = "pending"
+    output: Any = None
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+    started_at: str | None = None
+    duration_ms: int | None = None
+    tokens: int = 0
+    cost_usd: float = 0.0
+    warnings: list[str] = Field(default_factory=list)
+
+
+class JobMetadata(BaseModel):
+    duration_ms: int = 0
+    total_tokens: int = 0
+    total_cost_usd: float = 0.0
+    definition_hash: str | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
+
+
+class JobResult(BaseModel):
+    status: JobStatus
+    output: Any = None
+    error: dict[str, Any] | None = None
+    steps: dict[str, StepRecord] = Field(default_factory=dict)
+    metadata: JobMetadata = Field(default_factory=JobMetadata)
+
+
+class Progress(BaseModel):
+    current_step: str | None = None
+    completed_steps: int = 0
+    total_steps: int = 0
+    status: JobStatus = "queued"
+    steps: dict[str, StepStatus] = Field(default_factory=dict)
+
+
+class MirrorUpdate(BaseModel):
+    """What the interpreter tells the mirror: an idempotent upsert of the job row."""
+
+    job_id: str
+    run_id: str | None = None
+    workflow_name: str
+    workflow_version: str
+    status: JobStatus
+    started_at: str | None = None
+    completed_at: str | None = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None

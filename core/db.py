@@ -1,0 +1,167 @@
+"""Database engine and the mirror's writes, as plain functions over a sync SQLAlchemy engine.
+
+Async callers (gateway handlers, the mirror activity) run these in a thread. The same code
+serves SQLite (embedded default) and Postgres (`postgresql://` or `postgresql+psycopg://`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from core.contracts import TERMINAL_STATUSES, MirrorUpdate
+from core.models import Job, utcnow
+
+
+def normalize_url(url: str) -> str:
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL lets the gateway read while the worker's mirror activity writes.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def create_tables(engine: Engine) -> None:
+    SQLModel.metadata.create_all(engine)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return as_utc(datetime.fromisoformat(value)) if value else None
+
+
+def get_job(engine: Engine, job_id: str) -> Job | None:
+    with Session(engine) as session:
+        return session.get(Job, job_id)
+
+
+def get_job_by_idempotency_key(engine: Engine, key: str) -> Job | None:
+    with Session(engine) as session:
+        return session.exec(select(Job).where(Job.idempotency_key == key)).first()
+
+
+def insert_job(engine: Engine, job: Job) -> Job:
+    """Insert a new queued job; raises IntegrityError when the id or idempotency key exists."""
+    with Session(engine) as session:
+        session.add(job)
+        session.commit()
+        session.refresh(job)
+        return job
+
+
+def upsert_job(engine: Engine, update: MirrorUpdate) -> str:
+    """Idempotent mirror write. Never moves a finished job back to running, except for a new
+    run (reset) of the same job id. Returns what happened: inserted | updated | skipped."""
+    for _ in range(3):
+        try:
+            return _upsert_once(engine, update)
+        except IntegrityError:
+            continue  # lost an insert race with another writer; the row exists now
+    return _upsert_once(engine, update)
+
+
+def _upsert_once(engine: Engine, update: MirrorUpdate) -> str:
+    now = utcnow()
+    with Session(engine) as session:
+        row = session.get(Job, update.job_id)
+        if row is None:
+            row = Job(
+                job_id=update.job_id,
+                workflow_name=update.workflow_name,
+                workflow_version=update.workflow_version,
+            )
+            action = "inserted"
+        else:
+            same_run = row.run_id is None or row.run_id == update.run_id
+            if (
+                same_run
+                and row.status in TERMINAL_STATUSES
+                and update.status not in TERMINAL_STATUSES
+            ):
+                return "skipped"
+            action = "updated"
+        row.status = update.status
+        row.run_id = update.run_id or row.run_id
+        row.started_at = parse_time(update.started_at) or row.started_at
+        if update.status in TERMINAL_STATUSES:
+            row.completed_at = parse_time(update.completed_at) or now
+            row.output = update.output
+            row.error = update.error
+            row.job_metadata = update.metadata
+        else:
+            row.completed_at = None
+        row.updated_at = now
+        session.add(row)
+        session.commit()
+        return action
+
+
+def list_jobs(
+    engine: Engine,
+    *,
+    status: str | None = None,
+    workflow_name: str | None = None,
+    limit: int = 50,
+    before: tuple[datetime, str] | None = None,
+) -> list[Job]:
+    """Newest first; `before` = (created_at, job_id) of the last row seen (keyset cursor)."""
+    with Session(engine) as session:
+        query = select(Job)
+        if status:
+            query = query.where(Job.status == status)
+        if workflow_name:
+            query = query.where(Job.workflow_name == workflow_name)
+        if before is not None:
+            created, job_id = before
+            query = query.where(
+                (Job.created_at < created) | ((Job.created_at == created) & (Job.job_id < job_id))  # type: ignore[arg-type,operator]
+            )
+        query = query.order_by(Job.created_at.desc(), Job.job_id.desc()).limit(limit)  # type: ignore[attr-defined,union-attr]
+        return list(session.exec(query).all())
+
+
+def ping(engine: Engine) -> None:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,43 @@
+"""SQLModel tables of the mirror. Table classes only; API schemas live in api/schemas.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_workflow_created", "workflow_name", "created_at"),
+    )
+
+    job_id: str = Field(primary_key=True, max_length=200)
+    workflow_name: str = Field(max_length=200)
+    workflow_version: str = Field(max_length=50)
+    status: str = Field(default="queued", max_length=20)
+    input_data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    output: Any = Field(default=None, sa_column=Column(JSON))
+    error: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # "metadata" is reserved by SQLAlchemy's declarative base, hence the attribute name.
+    job_metadata: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSON))
+    run_id: str | None = Field(default=None, max_length=100)
+    idempotency_key: str | None = Field(default=None, max_length=300, unique=True)
+    request_hash: str | None = Field(default=None, max_length=100)
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    completed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

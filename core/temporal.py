@@ -1,0 +1,106 @@
+"""Temporal client factory, search-attribute registration and the one way a job is started."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from core.contracts import INTERPRETER_WORKFLOW, InterpreterInput, JobResult
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SEARCH_ATTRIBUTES = {
+    "WorkflowName": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "WorkflowVersion": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "JobStatus": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+}
+WORKFLOW_NAME = SearchAttributeKey.for_keyword("WorkflowName")
+WORKFLOW_VERSION = SearchAttributeKey.for_keyword("WorkflowVersion")
+JOB_STATUS = SearchAttributeKey.for_keyword("JobStatus")
+
+
+async def connect(settings: Settings, *, attempts: int = 1, delay: float = 1.0) -> Client:
+    last: Exception | None = None
+    for attempt in range(max(1, attempts)):
+        try:
+            return await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=pydantic_data_converter,
+            )
+        except Exception as exc:  # connection refused while the server is starting
+            last = exc
+            if attempt + 1 < attempts:
+                await asyncio.sleep(delay)
+    assert last is not None
+    raise last
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register the search attributes the interpreter sets, when missing. Returns those added."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    known = set(existing.custom_attributes) | set(existing.system_attributes)
+    missing = {k: v for k, v in SEARCH_ATTRIBUTES.items() if k not in known}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+        log.info("registered search attributes: %s", ", ".join(sorted(missing)))
+    return sorted(missing)
+
+
+async def start_job(
+    client: Client,
+    settings: Settings,
+    inp: InterpreterInput,
+    *,
+    reuse_existing: bool = False,
+) -> WorkflowHandle[Any, JobResult]:
+    """Start the interpreter with workflow id = job id.
+
+    With `reuse_existing` (idempotent submits), a run already started under this id is
+    returned instead of a second one: USE_EXISTING while it runs, REJECT_DUPLICATE after.
+    """
+    defn = inp.definition
+    return await client.start_workflow(
+        INTERPRETER_WORKFLOW,
+        inp,
+        id=inp.job_id,
+        result_type=JobResult,
+        task_queue=settings.temporal_task_queue,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(WORKFLOW_NAME, defn.name),
+                SearchAttributePair(WORKFLOW_VERSION, defn.version),
+                SearchAttributePair(JOB_STATUS, "queued"),
+            ]
+        ),
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=(
+            WorkflowIDConflictPolicy.USE_EXISTING
+            if reuse_existing
+            else WorkflowIDConflictPolicy.FAIL
+        ),
+        static_summary=f"{defn.name} {defn.version}",
+        task_timeout=timedelta(seconds=10),
+    )

@@ -1,0 +1,107 @@
+"""Build the worker: clients, activities and the sandboxed interpreter, wired once at start."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import redis.asyncio as aioredis
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.cache import ResponseCache
+from activities.external_api import ExternalApiActivities
+from activities.http_errors import new_http_client
+from activities.http_step import HttpActivities
+from activities.llm.activity import LlmActivities
+from activities.mirror import MirrorActivities
+from activities.ssrf import guarded_client
+from activities.webhook_step import WebhookActivities
+from core.db import create_tables, make_engine
+from core.settings import Settings
+from worker.interpreter import InterpreterWorkflow
+from workflow_defs.services import ServiceRegistry, load_services
+
+# Pure modules the interpreter uses; passing them through keeps one copy (and pydantic's
+# compiled validators) instead of re-importing them in every workflow sandbox.
+PASSTHROUGH_MODULES = (
+    "core",
+    "workflow_defs",
+    "activities",
+    "pydantic",
+    "pydantic_core",
+    "jsonschema",
+    "jsonschema_specifications",
+    "referencing",
+    "rpds",
+    "attrs",
+    "httpx",
+    "sqlalchemy",
+    "sqlmodel",
+    "redis",
+)
+
+
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
+
+
+@dataclass
+class WorkerResources:
+    engine: Engine
+    registry: ServiceRegistry
+    http: httpx.AsyncClient
+    guarded: httpx.AsyncClient
+    redis: aioredis.Redis | None
+
+
+@contextlib.asynccontextmanager
+async def worker_resources(
+    settings: Settings, *, engine: Engine | None = None
+) -> AsyncIterator[WorkerResources]:
+    own_engine = engine is None
+    engine = engine or make_engine(settings.database_url)
+    create_tables(engine)
+    registry = load_services(settings.workflow_defs_dir / "services.json")
+    redis_client = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+    http = new_http_client()
+    guarded = guarded_client(allow_private=settings.webhook_allow_private)
+    try:
+        yield WorkerResources(engine, registry, http, guarded, redis_client)
+    finally:
+        await http.aclose()
+        await guarded.aclose()
+        if redis_client is not None:
+            await redis_client.aclose()
+        if own_engine:
+            engine.dispose()
+
+
+def build_worker(
+    client: Client, settings: Settings, res: WorkerResources, **worker_kwargs: object
+) -> Worker:
+    llm = LlmActivities(settings, res.http)
+    external = ExternalApiActivities(settings, res.http, res.registry, ResponseCache(res.redis))
+    http_step = HttpActivities(settings, res.guarded)
+    webhook = WebhookActivities(settings, res.guarded)
+    mirror = MirrorActivities(res.engine)
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[InterpreterWorkflow],
+        activities=[
+            llm.llm_call,
+            external.external_api_call,
+            http_step.http_request,
+            webhook.webhook_send,
+            mirror.mirror_job,
+        ],
+        workflow_runner=sandbox_runner(),
+        **worker_kwargs,  # type: ignore[arg-type]
+    )

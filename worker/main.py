@@ -1,0 +1,41 @@
+"""`llmflow worker`: validate shipped definitions, connect, register search attributes, run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from core.logging import setup_logging
+from core.settings import Settings, get_settings
+from core.temporal import connect, ensure_search_attributes
+from worker.app import build_worker, worker_resources
+from workflow_defs.catalog import load_catalog
+
+log = logging.getLogger("llmflow.worker")
+
+
+async def run_worker(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    setup_logging(settings.log_level)
+    catalog = load_catalog(settings)  # refuses to start on an invalid shipped definition
+    log.info(
+        "definitions: %s", ", ".join(f"{d.name}@{d.version}" for d in catalog.definitions.all())
+    )
+    client = await connect(settings, attempts=30)
+    await ensure_search_attributes(client, settings.temporal_namespace)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker_resources(settings) as res:
+        worker = build_worker(client, settings, res)
+        log.info(
+            "worker polling task queue %r on %s (namespace %s)",
+            settings.temporal_task_queue,
+            settings.temporal_address,
+            settings.temporal_namespace,
+        )
+        async with worker:
+            await stop.wait()
+    log.info("worker stopped")

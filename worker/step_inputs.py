@@ -1,0 +1,175 @@
+"""Turn one DSL step plus the run's namespace into an activity call (pure; runs in the workflow).
+
+Each builder resolves the step's references, renders prompts from the definition snapshot and
+returns (activity name, input model, result type). No I/O here: the snapshot already holds the
+prompt texts, and secrets stay in the worker's environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy
+
+from activities.external_api_models import ExternalApiInput, ExternalApiOutput
+from activities.http_step_models import HttpRequestInput, HttpRequestOutput
+from activities.llm.models import LlmCallInput, LlmCallOutput, LlmFallback
+from activities.webhook_step_models import WebhookSendInput, WebhookSendOutput
+from core.contracts import ResolvedDefinition
+from workflow_defs.prompts import render_prompt
+from workflow_defs.references import Resolver
+from workflow_defs.schema import (
+    ExternalApiStep,
+    HttpStep,
+    LlmStep,
+    RetrySpec,
+    WebhookStep,
+    WorkflowDefinition,
+)
+
+DEFAULT_TIMEOUTS = {"llm": 120.0, "external_api": 30.0, "http": 30.0, "webhook": 30.0}
+# Used for `error_mode: fail|retry` when a step gives no `retry` block.
+DEFAULT_RETRY = RetrySpec(max_retries=3, initial_delay=1.0, max_delay=60.0, exponential_base=2.0)
+
+
+@dataclass
+class ActivityCall:
+    name: str
+    arg: Any
+    result_type: type
+    start_to_close: timedelta
+    retry_policy: RetryPolicy
+    heartbeat_timeout: timedelta | None = None
+
+
+def retry_policy(spec: RetrySpec | None) -> RetryPolicy:
+    spec = spec or DEFAULT_RETRY
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=spec.initial_delay),
+        maximum_interval=timedelta(seconds=max(spec.max_delay, spec.initial_delay)),
+        backoff_coefficient=spec.exponential_base,
+        maximum_attempts=spec.max_retries + 1,
+        non_retryable_error_types=list(spec.non_retryable_errors) or None,
+    )
+
+
+def _timeout(step: Any, config_timeout: float | None) -> timedelta:
+    seconds = step.timeout_seconds or config_timeout or DEFAULT_TIMEOUTS[step.type]
+    return timedelta(seconds=seconds)
+
+
+def build_activity_call(
+    step: Any,
+    *,
+    job_id: str,
+    snapshot: ResolvedDefinition,
+    resolver: Resolver,
+) -> ActivityCall:
+    policy = retry_policy(step.retry)
+    if isinstance(step, LlmStep):
+        return _llm_call(step, job_id, snapshot, resolver, policy)
+    if isinstance(step, ExternalApiStep):
+        cfg = step.config
+        arg = ExternalApiInput(
+            step_id=step.id,
+            service=cfg.service,
+            operation=cfg.operation,
+            params=resolver.resolve(cfg.parameters),
+            cache_ttl=cfg.cache_ttl,
+            timeout_seconds=_timeout(step, cfg.timeout).total_seconds(),
+        )
+        return ActivityCall(
+            "external_api_call", arg, ExternalApiOutput, _timeout(step, cfg.timeout), policy
+        )
+    if isinstance(step, HttpStep):
+        h = step.config
+        expected = h.expected_status
+        arg_http = HttpRequestInput(
+            step_id=step.id,
+            method=h.method,
+            url=str(resolver.resolve(h.url)),
+            headers={k: str(v) for k, v in resolver.resolve(h.headers).items()},
+            query=resolver.resolve(h.query),
+            json_body=resolver.resolve(h.json_body),
+            expected_status=[expected] if isinstance(expected, int) else expected,
+            timeout_seconds=_timeout(step, h.timeout).total_seconds(),
+        )
+        return ActivityCall(
+            "http_request", arg_http, HttpRequestOutput, _timeout(step, h.timeout), policy
+        )
+    if isinstance(step, WebhookStep):
+        w = step.config
+        arg_hook = WebhookSendInput(
+            step_id=step.id,
+            job_id=job_id,
+            url=str(resolver.resolve(w.url)),
+            payload=resolver.resolve(w.payload),
+            event=w.event,
+            delivery_id=f"{job_id}:{step.id}",
+            secret_ref="env",
+            timeout_seconds=_timeout(step, w.timeout).total_seconds(),
+        )
+        return ActivityCall(
+            "webhook_send", arg_hook, WebhookSendOutput, _timeout(step, w.timeout), policy
+        )
+    raise TypeError(f"step type {step.type!r} does not run as an activity")
+
+
+def _llm_call(
+    step: LlmStep,
+    job_id: str,
+    snapshot: ResolvedDefinition,
+    resolver: Resolver,
+    policy: RetryPolicy,
+) -> ActivityCall:
+    cfg = step.config
+    variables = resolver.resolve(cfg.variables)
+    template = snapshot.prompts[cfg.prompt_template] if cfg.prompt_template else cfg.prompt_text
+    system = (
+        snapshot.prompts[cfg.system_prompt_template]
+        if cfg.system_prompt_template
+        else cfg.system_prompt
+    )
+    timeout = _timeout(step, cfg.timeout)
+    arg = LlmCallInput(
+        step_id=step.id,
+        job_id=job_id,
+        provider=cfg.provider,
+        model=cfg.model,
+        prompt=render_prompt(template or "", variables, resolver),
+        system_prompt=render_prompt(system, variables, resolver) if system else None,
+        temperature=cfg.temperature,
+        max_tokens=cfg.max_tokens,
+        top_p=cfg.top_p,
+        response_format=cfg.response_format,
+        fallbacks=[LlmFallback(provider=f.provider, model=f.model) for f in cfg.fallbacks],
+        base_url=cfg.base_url,
+        max_repairs=cfg.max_repairs,
+        request_timeout_seconds=timeout.total_seconds(),
+        mock_response=cfg.mock_response,
+        mock_latency_ms=cfg.mock_latency_ms,
+    )
+    # Heartbeats let Temporal notice a dead worker long before a slow call's timeout.
+    return ActivityCall(
+        "llm_call", arg, LlmCallOutput, timeout, policy, heartbeat_timeout=timedelta(seconds=30)
+    )
+
+
+def step_view(
+    record_output: Any, status: str, error: Any, outputs: list[str] | None, content: Any
+) -> dict[str, Any]:
+    """What `${steps.<id>…}` sees: output/status/error, the output's keys one level up, and
+    the `outputs` names (for llm steps they name the text)."""
+    view: dict[str, Any] = {}
+    if isinstance(record_output, dict):
+        view.update(record_output)
+    for name in outputs or ():
+        view[name] = content
+    view.update({"output": record_output, "status": status, "error": error})
+    return view
+
+
+def definition_of(snapshot: ResolvedDefinition) -> WorkflowDefinition:
+    return WorkflowDefinition.model_validate(snapshot.definition)

@@ -1,0 +1,88 @@
+"""The `validate_schema` transform: JSON Schema as a gate inside the workflow.
+
+Valid data is returned unchanged; invalid data fails the step with the first few errors, each
+with its JSON path (`$.contacts[0].fit_score: 'high' is not of type 'integer'`). The schema's
+own draft (`$schema`) picks the validator, Draft 2020-12 by default. No remote `$ref` is ever
+fetched: `jsonschema`'s referencing registry has no retriever, so an unknown remote ref is an
+error, not I/O.
+
+`jsonschema` is imported inside the functions so that importing the transform package stays
+cheap in the workflow sandbox for runs that never validate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from workflow_defs.transforms.errors import TransformError
+from workflow_defs.transforms.spec import OperationSpec, Problem, deferred
+
+MAX_REPORTED_ERRORS = 5
+MAX_MESSAGE_CHARS = 200  # jsonschema messages embed the offending value, which may be huge
+
+
+def _json_path(parts: Any) -> str:
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _shorten(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "…"
+
+
+def _validator_for(schema: Mapping[str, Any]) -> Any:
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return cls
+
+
+def _check_schema(config: Mapping[str, Any], at_load: bool) -> list[Problem]:
+    schema = config["schema"]
+    if deferred(schema, at_load):
+        return []
+    import jsonschema
+
+    try:
+        _validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return [
+            ("config.schema", f"not a valid JSON Schema: {exc.message} at {_json_path(exc.path)}")
+        ]
+    return []
+
+
+def _validate_schema(data: Any, config: Mapping[str, Any]) -> Any:
+    schema = config["schema"]
+    validator = _validator_for(schema)(schema)
+    try:
+        errors = sorted(
+            validator.iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message)
+        )
+    except Exception as exc:  # unresolvable $ref and the like: a schema problem, not the data's
+        raise TransformError("validate_schema", "config.schema", str(exc)) from None
+    if not errors:
+        return data
+    shown = [
+        f"{_json_path(e.absolute_path)}: {_shorten(e.message)}"
+        for e in errors[:MAX_REPORTED_ERRORS]
+    ]
+    more = len(errors) - len(shown)
+    suffix = f" (and {more} more)" if more > 0 else ""
+    raise TransformError(
+        "validate_schema", "input", "does not match config.schema: " + "; ".join(shown) + suffix
+    )
+
+
+SPECS = [
+    OperationSpec(
+        "validate_schema",
+        _validate_schema,
+        {"schema": ("object", "boolean")},
+        required=(("schema",),),
+        check=_check_schema,
+    ),
+]

@@ -1,0 +1,164 @@
+"""Whole-definition checks that pydantic alone can't do (DESIGN §3.1), with JSON paths.
+
+Kinds of error caught here: duplicate step ids, references to unknown or later steps, unknown
+reference roots, unknown service/operation, bad transform config, bad condition syntax, prompt
+templates that are missing, cyclic, outside PROMPTS_DIR or use placeholders that can never
+resolve. Each problem is reported as (json_path, message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from workflow_defs.expressions import ExpressionError, compile_condition
+from workflow_defs.prompts import PromptError, check_placeholders, expand_includes
+from workflow_defs.references import ROOTS, ReferenceSyntaxError, find_references
+from workflow_defs.schema import (
+    ExternalApiStep,
+    LlmStep,
+    TransformStep,
+    WorkflowDefinition,
+)
+from workflow_defs.transforms import check_transform_config
+
+Problem = tuple[str, str]
+# Transform config keys that hold their own template/condition language, not references.
+TRANSFORM_UNRESOLVED_KEYS = frozenset({"template", "condition", "expression"})
+
+
+def transform_resolvable_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in TRANSFORM_UNRESOLVED_KEYS}
+
+
+def check_definition(
+    defn: WorkflowDefinition,
+    *,
+    prompts_dir: Path,
+    has_service: Callable[[str, str], bool] | None,
+) -> tuple[list[Problem], list[Problem], dict[str, str]]:
+    """Returns (errors, warnings, expanded prompt templates by relative path)."""
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    prompts: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    input_names = {spec.name for spec in defn.inputs}
+    schema_props = set((defn.input_schema or {}).get("properties", {}) or {})
+    declared_inputs = input_names | schema_props
+
+    def check_refs(value: Any, where: str, earlier: set[str]) -> None:
+        try:
+            refs = find_references(value)
+        except ReferenceSyntaxError as exc:
+            errors.append((where, str(exc)))
+            return
+        for raw, path in refs:
+            check_path(raw, path, where, earlier)
+
+    def check_path(raw: str, path: list[Any], where: str, earlier: set[str]) -> None:
+        root = path[0]
+        if root not in ROOTS:
+            errors.append(
+                (where, f"{raw}: unknown reference root {root!r} (use input, steps or context)")
+            )
+        elif root == "steps":
+            if len(path) < 2 or not isinstance(path[1], str):
+                errors.append((where, f"{raw}: name a step, e.g. ${{steps.<id>.output}}"))
+            elif path[1] not in earlier:
+                later = path[1] in all_ids
+                errors.append(
+                    (
+                        where,
+                        f"{raw}: step {path[1]!r} " + ("runs later" if later else "does not exist"),
+                    )
+                )
+        elif (
+            root == "input" and declared_inputs and len(path) > 1 and path[1] not in declared_inputs
+        ):
+            warnings.append((where, f"{raw}: {path[1]!r} is not a declared input"))
+
+    def load_prompt(relative: str, where: str) -> str | None:
+        try:
+            text = expand_includes(prompts_dir, relative)
+        except PromptError as exc:
+            errors.append((where, str(exc)))
+            return None
+        prompts[relative] = text
+        return text
+
+    all_ids = {step.id for step in defn.steps}
+    earlier: set[str] = set()
+    for index, step in enumerate(defn.steps):
+        base = f"$.steps[{index}]"
+        if step.id in seen:
+            errors.append(
+                (f"{base}.id", f"duplicate step id {step.id!r} (first at $.steps[{seen[step.id]}])")
+            )
+        seen.setdefault(step.id, index)
+        if step.when is not None:
+            try:
+                for path in compile_condition(step.when).paths():
+                    check_path(f"when: {step.when}", path, f"{base}.when", earlier)
+            except ExpressionError as exc:
+                errors.append((f"{base}.when", str(exc)))
+        if isinstance(step, LlmStep):
+            cfg = step.config
+            check_refs(cfg.variables, f"{base}.config.variables", earlier)
+            for field in ("prompt_template", "system_prompt_template"):
+                relative = getattr(cfg, field)
+                if relative is not None:
+                    text = load_prompt(relative, f"{base}.config.{field}")
+                    if text is not None:
+                        for msg in check_placeholders(text, cfg.variables):
+                            errors.append((f"{base}.config.{field}", f"{relative}: {msg}"))
+            for field in ("prompt_text", "system_prompt"):
+                text = getattr(cfg, field)
+                if text is not None:
+                    for msg in check_placeholders(text, cfg.variables):
+                        errors.append((f"{base}.config.{field}", msg))
+        elif isinstance(step, ExternalApiStep):
+            cfg_api = step.config
+            if has_service is not None and not has_service(cfg_api.service, cfg_api.operation):
+                errors.append(
+                    (
+                        f"{base}.config",
+                        f"unknown service/operation {cfg_api.service}.{cfg_api.operation}",
+                    )
+                )
+            check_refs(cfg_api.parameters, f"{base}.config.parameters", earlier)
+        elif isinstance(step, TransformStep):
+            cfg_t = step.config
+            for rel, msg in check_transform_config(cfg_t.operation, cfg_t.config):
+                errors.append(
+                    (
+                        f"{base}.config.{rel}"
+                        if rel != "operation"
+                        else f"{base}.config.operation",
+                        msg,
+                    )
+                )
+            check_refs(cfg_t.input, f"{base}.config.input", earlier)
+            check_refs(transform_resolvable_config(cfg_t.config), f"{base}.config.config", earlier)
+        else:
+            check_refs(step.config.model_dump(by_alias=True), f"{base}.config", earlier)
+        earlier.add(step.id)
+    if defn.output is not None:
+        check_refs(defn.output, "$.output", earlier)
+    return errors, warnings, prompts
+
+
+def extra_field_warnings(value: Any, path: str = "$") -> list[Problem]:
+    """Unknown fields kept by extra='allow' anywhere in the model tree."""
+    from pydantic import BaseModel
+
+    found: list[Problem] = []
+    if isinstance(value, BaseModel):
+        for key in value.model_extra or {}:
+            found.append((f"{path}.{key}", "unknown field kept as is (not used by llmflow)"))
+        for name in type(value).model_fields:
+            found.extend(extra_field_warnings(getattr(value, name), f"{path}.{name}"))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found.extend(extra_field_warnings(item, f"{path}[{i}]"))
+    return found

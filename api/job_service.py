@@ -201,13 +201,16 @@ async def _live_state(job_id: str, temporal: TemporalLink) -> dict[str, Any] | N
         "workflow_version": _sa(sa, "WorkflowVersion") or "",
     }
     if status == "running":
+        # The interpreter moves JobStatus from "queued" to "running" in its first task, so a
+        # run no worker has picked up yet still reads as queued (and isn't queried).
+        if _sa(sa, "JobStatus") == "queued":
+            state["status"] = "queued"
+            return state
         try:
             progress = await handle.query(
                 "progress", result_type=Progress, rpc_timeout=timedelta(seconds=2)
             )
             state["progress"] = progress.model_dump()
-            if progress.status == "queued":
-                state["status"] = "queued"
         except Exception:
             state["progress"] = None
     return state

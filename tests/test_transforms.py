@@ -4,6 +4,7 @@ load-time config checks, and the seed workflow's `template` and `markdown_to_jso
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 from typing import Any
 
@@ -437,6 +438,18 @@ SEED_TEMPLATE = {
 }
 
 
+SEED_FILE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "emergency_contacts.json"
+
+
+def test_seed_transform_steps_pass_the_load_checks() -> None:
+    steps = json.loads(SEED_FILE.read_text())["steps"]
+    transforms = {s["id"]: s["config"] for s in steps if s["type"] == "transform"}
+    assert transforms["format_places_data"]["config"] == SEED_TEMPLATE
+    assert transforms["parse_contacts"]["config"] == {"schema": "emergency_contacts"}
+    for cfg in transforms.values():
+        assert check_transform_config(cfg["operation"], cfg["config"]) == []
+
+
 def test_template_seed_step_with_lists_of_dicts() -> None:
     assert check_transform_config("template", SEED_TEMPLATE) == []
     hospitals = [{"name": "General", "vicinity": "1 Main St", "rating": 4.5, "open_now": True}]
@@ -785,6 +798,7 @@ def test_markdown_generic_sections() -> None:
 ALLOWED_IMPORTS = {
     "__future__", "re", "json", "math", "copy", "unicodedata", "collections", "dataclasses",
     "typing", "functools", "jsonschema", "workflow_defs",
+    "temporalio",  # schema.py: only to import jsonschema as a sandbox pass-through
 }  # fmt: skip
 
 

@@ -73,7 +73,9 @@ class FakeHTTPServer:
                 req = Request(
                     method=self.command,
                     path=parts.path,
-                    query={k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()},
+                    query={
+                        k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()
+                    },
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
                 )
@@ -107,7 +109,9 @@ class FakeHTTPServer:
     def route(self, method: str, path: str, answer: Handler | Response | list[Response]) -> None:
         """A list of Responses is consumed in order; the last one repeats."""
         with self._lock:
-            self._routes[(method.upper(), path)] = list(answer) if isinstance(answer, list) else answer
+            self._routes[(method.upper(), path)] = (
+                list(answer) if isinstance(answer, list) else answer
+            )
 
     def requests_to(self, path: str) -> list[Request]:
         with self._lock:

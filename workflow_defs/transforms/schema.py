@@ -6,14 +6,18 @@ own draft (`$schema`) picks the validator, Draft 2020-12 by default. No remote `
 fetched: `jsonschema`'s referencing registry has no retriever, so an unknown remote ref is an
 error, not I/O.
 
-`jsonschema` is imported inside the functions so that importing the transform package stays
-cheap in the workflow sandbox for runs that never validate.
+`jsonschema` is imported lazily, so runs that never validate don't pay for it, and it is
+imported as a sandbox pass-through module: re-imported inside Temporal's workflow sandbox,
+`attrs` (a jsonschema dependency) calls `platform.python_implementation()`, which the sandbox
+forbids. Validation itself is deterministic and does no I/O, so sharing the host's module is safe.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from temporalio import workflow
 
 from workflow_defs.transforms.errors import TransformError
 from workflow_defs.transforms.spec import OperationSpec, Problem, deferred
@@ -33,9 +37,14 @@ def _shorten(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "…"
 
 
-def _validator_for(schema: Mapping[str, Any]) -> Any:
-    import jsonschema
+def _jsonschema() -> Any:
+    with workflow.unsafe.imports_passed_through():
+        import jsonschema
+    return jsonschema
 
+
+def _validator_for(schema: Mapping[str, Any]) -> Any:
+    jsonschema = _jsonschema()
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     return cls
 
@@ -44,8 +53,7 @@ def _check_schema(config: Mapping[str, Any], at_load: bool) -> list[Problem]:
     schema = config["schema"]
     if deferred(schema, at_load):
         return []
-    import jsonschema
-
+    jsonschema = _jsonschema()
     try:
         _validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:

@@ -1,0 +1,104 @@
+"""Replay the committed histories of the shipped workflows against the current interpreter.
+
+Regenerate them (only when an interpreter change is deliberately guarded with
+`workflow.patched`, or a new shipped workflow is added) with:
+
+    LLMFLOW_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_replay.py -k record
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+
+from core.settings import Settings
+from tests import harness
+from tests.fakes.http_server import FakeHTTPServer, Response
+from tests.fakes.llm_wire import openai_chat
+from tests.test_emergency_contacts import INPUT as EMERGENCY_INPUT
+from tests.test_emergency_contacts import route_upstream
+from worker.replay import load_history_file, replay
+from workflow_defs.catalog import load_catalog
+
+HISTORIES = Path(__file__).parent / "histories"
+CHAT = "/openrouter/api/v1/chat/completions"
+
+SHIPPED_RUNS: dict[str, dict[str, Any]] = {
+    "quickstart": {"topic": "durable execution"},
+    "emergency_contacts": EMERGENCY_INPUT,
+    "ticket_triage": {"message": "I was charged twice this month!", "plan": "pro"},
+}
+
+
+def route_for(name: str, upstream: FakeHTTPServer) -> None:
+    if name == "quickstart":
+        upstream.route(
+            "POST", CHAT, openai_chat(json.dumps({"title": "T", "points": ["a", "b", "c"]}))
+        )
+    elif name == "emergency_contacts":
+        route_upstream(upstream)
+    else:
+        upstream.route(
+            "POST",
+            CHAT,
+            [
+                openai_chat(
+                    json.dumps(
+                        {"category": "billing", "urgency": "high", "summary": "double charge"}
+                    )
+                ),
+                Response(
+                    200,
+                    {
+                        "choices": [
+                            {
+                                "message": {"content": "Sorry! We refunded you."},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {},
+                    },
+                ),
+            ],
+        )
+
+
+def history_files() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+def test_every_shipped_workflow_has_a_committed_history(settings: Settings) -> None:
+    shipped = {d.name for d in load_catalog(settings).definitions.all()}
+    recorded = {p.stem for p in history_files()}
+    assert shipped <= recorded, f"record histories for: {sorted(shipped - recorded)}"
+
+
+@pytest.mark.parametrize("path", history_files(), ids=lambda p: p.stem)
+async def test_committed_history_replays(path: Path) -> None:
+    await replay(load_history_file(path))
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LLMFLOW_RECORD_HISTORIES"),
+    reason="set LLMFLOW_RECORD_HISTORIES=1 to re-record",
+)
+@pytest.mark.parametrize("name", sorted(SHIPPED_RUNS))
+async def test_record_history(
+    name: str, temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    route_for(name, upstream)
+    loaded = load_catalog(settings).definitions.get(name)
+    assert loaded is not None
+    async with harness.running_worker(temporal_client, settings, engine):
+        handle = await harness.start(temporal_client, settings, loaded, SHIPPED_RUNS[name])
+        result = await handle.result()
+        history = await handle.fetch_history()
+    assert result.status == "completed", result
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")

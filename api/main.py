@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
+from api.middleware import JsonByDefault
 from api.routers import health, jobs
 from api.temporal_link import TemporalLink
 from core.db import create_tables, make_engine
@@ -51,6 +52,7 @@ def create_app(
         description="Durable multi-step LLM workflows on Temporal. Submit jobs, poll or get a signed webhook.",
         lifespan=lifespan,
     )
+    app.add_middleware(JsonByDefault)
     app.state.settings = settings
     app.state.catalog = catalog
     app.include_router(health.router)

@@ -121,6 +121,7 @@ def run_dev(settings: Settings) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)  # also when started with SIGINT ignored (nohup, &)
     host, _, port = settings.temporal_address.rpartition(":")
     try:
         start("temporal", dev_server_command(settings, state_dir))

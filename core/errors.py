@@ -164,7 +164,7 @@ def _context_from_chain(err: BaseException) -> ErrorContext:
                     return ErrorContext.model_validate(detail)
                 except Exception:
                     break
-        if seen.type in ErrorType.__members__:
+        if seen.type and seen.type in ErrorType.__members__:
             return ErrorContext.of(
                 ErrorType(seen.type), seen.message, retryable=not seen.non_retryable
             )

@@ -20,8 +20,8 @@ from tests.fakes.llm_wire import openai_chat
 CHAT = "/openrouter/api/v1/chat/completions"
 
 
-async def poll(client: httpx.AsyncClient, job_id: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def poll(client: httpx.AsyncClient, job_id: str, within: float = 30) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         resp = await client.get(f"/api/v1/jobs/{job_id}")
         assert resp.status_code == 200, resp.text

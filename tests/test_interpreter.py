@@ -281,3 +281,19 @@ async def test_transform_error_fails_job_in_fail_modes(
             temporal_client, settings, harness.load(defn, settings)
         )
     assert isinstance(failure.cause, ApplicationError) and failure.cause.type == "TRANSFORM_ERROR"
+
+
+async def test_missing_provider_key_in_production_is_a_config_error(
+    temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    prod = settings.model_copy(update={"environment": "production", "openrouter_api_key": None})
+    defn = definition(llm_step())
+    async with harness.running_worker(temporal_client, prod, engine):
+        handle, failure = await harness.run_failing(temporal_client, prod, harness.load(defn, prod), {"name": "x"})
+    cause = failure.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "CONFIG_ERROR" and cause.non_retryable
+    assert "OPENROUTER_API_KEY" in str(cause)
+    assert upstream.requests_to(CHAT) == []
+    row = get_job(engine, handle.id)
+    assert row is not None and row.error is not None and row.error["category"] == "CONFIG_ERROR"
+    assert row.job_metadata["steps"][0]["attempts"] == 1

@@ -196,7 +196,8 @@ def _num(value: Any) -> float | None:
 
 def _compare(op: str, a: Any, b: Any) -> bool:
     if op in ("==", "!="):
-        equal = a == b
+        # JSON semantics: true is not 1 and false is not 0 (Python's bool is an int).
+        equal = isinstance(a, bool) == isinstance(b, bool) and a == b
         if not equal and not isinstance(a, bool) and not isinstance(b, bool):
             na, nb = _num(a), _num(b)
             equal = (
@@ -236,7 +237,10 @@ def _compare(op: str, a: Any, b: Any) -> bool:
 class Condition:
     def __init__(self, text: str) -> None:
         self.text = text
-        self._ast = _Parser(text).parse()
+        try:
+            self._ast = _Parser(text).parse()
+        except RecursionError:
+            raise ExpressionError(f"condition nests too deeply: {text[:50]!r}…") from None
 
     def paths(self) -> list[Path]:
         out: list[Path] = []

@@ -84,6 +84,10 @@ def _json_path(loc: Iterable[Any], data: Any) -> str:
             if i + 1 < len(parts) and isinstance(node, dict) and parts[i + 1] == node.get("type"):
                 i += 1
         elif isinstance(part, str) and not part.startswith(("function-", "union[")):
+            if node is not None and not isinstance(node, dict):
+                # A scalar/list has no keys: this is a union member's tag (`literal['text']`).
+                i += 1
+                continue
             out += f".{part}"
             node = node.get(part) if isinstance(node, dict) else None
         i += 1

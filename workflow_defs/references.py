@@ -43,10 +43,12 @@ def parse_path(text: str) -> Path:
     if not stripped:
         raise ReferenceSyntaxError("empty reference")
     while pos < len(stripped):
-        if segments and stripped[pos] == ".":
+        dotted = bool(segments) and stripped[pos] == "."
+        if dotted:
             pos += 1
         m = _SEGMENT.match(stripped, pos)
-        if not m or m.end() == pos:
+        # A name follows a dot (or starts the path); a bracket never does: `a.[0]`, `a[0]b` are bad.
+        if not m or m.end() == pos or (m.group(1) is not None) != (dotted or not segments):
             raise ReferenceSyntaxError(f"bad reference path {text!r} at position {pos}")
         if m.group(1) is not None:
             segments.append(m.group(1))

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from workflow_defs.expressions import ExpressionError, compile_condition
-from workflow_defs.prompts import PromptError, check_placeholders, expand_includes
-from workflow_defs.references import ROOTS, ReferenceSyntaxError, find_references
+from workflow_defs.prompts import PromptError, check_placeholders, expand_includes, placeholders
+from workflow_defs.references import ROOTS, ReferenceSyntaxError, find_references, parse_path
 from workflow_defs.schema import (
     ExternalApiStep,
     LlmStep,
@@ -78,6 +78,16 @@ def check_definition(
         ):
             warnings.append((where, f"{raw}: {path[1]!r} is not a declared input"))
 
+    def check_prompt_refs(text: str, variables: dict[str, Any], where: str) -> None:
+        # Placeholders that are references (not variables) must name earlier steps too.
+        for raw in placeholders(text):
+            try:
+                path = parse_path(raw)
+            except ReferenceSyntaxError:
+                continue  # reported by check_placeholders
+            if path[0] in ROOTS and path[0] not in variables:
+                check_path(f"${{{raw}}}", path, where, earlier)
+
     def load_prompt(relative: str, where: str) -> str | None:
         try:
             text = expand_includes(prompts_dir, relative)
@@ -112,11 +122,13 @@ def check_definition(
                     if text is not None:
                         for msg in check_placeholders(text, cfg.variables):
                             errors.append((f"{base}.config.{field}", f"{relative}: {msg}"))
+                        check_prompt_refs(text, cfg.variables, f"{base}.config.{field}")
             for field in ("prompt_text", "system_prompt"):
                 text = getattr(cfg, field)
                 if text is not None:
                     for msg in check_placeholders(text, cfg.variables):
                         errors.append((f"{base}.config.{field}", msg))
+                    check_prompt_refs(text, cfg.variables, f"{base}.config.{field}")
         elif isinstance(step, ExternalApiStep):
             cfg_api = step.config
             if has_service is not None and not has_service(cfg_api.service, cfg_api.operation):

@@ -231,7 +231,7 @@ def test_syntax_errors(text: str) -> None:
 def test_syntax_error_messages_point_at_the_problem() -> None:
     assert "'('" in (check_condition("foo(1)") or "")
     assert "position 3" in (check_condition("foo(1)") or "")
-    assert "';'" in (check_condition("a;b") or "") or "';b'" in (check_condition("a;b") or "")
+    assert "position 1" in (check_condition("a;b") or "")
     assert "end of condition" in (check_condition("(true") or "")
 
 
@@ -254,9 +254,7 @@ def test_no_code_execution_only_data_lookup() -> None:
 
 
 def test_compiled_condition_reports_its_paths() -> None:
-    cond = compile_condition("${steps.a.output.x} > 1 and not (input.flag or item.y in [])".replace(
-        " in []", " in item.z"
-    ))
+    cond = compile_condition("${steps.a.output.x} > 1 and not (input.flag or item.y in item.z)")
     assert cond.paths() == [
         ["steps", "a", "output", "x"],
         ["input", "flag"],

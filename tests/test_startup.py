@@ -44,7 +44,9 @@ async def test_worker_registers_missing_search_attributes_on_a_bare_dev_server(
         )
         assert {"JobStatus", "WorkflowName", "WorkflowVersion"} <= set(listed.custom_attributes)
 
-        settings = make_settings(client, database_url, fake_upstream.url, llm_default_provider="mock")
+        settings = make_settings(
+            client, database_url, fake_upstream.url, llm_default_provider="mock"
+        )
         loaded = load_catalog(settings).definitions.get("quickstart")
         assert loaded is not None
         async with harness.running_worker(client, settings, engine):
@@ -72,7 +74,9 @@ def test_gateway_refuses_to_start_on_an_invalid_definition(broken_defs: Path) ->
     with pytest.raises(DefinitionError) as info:
         create_app(settings)
     message = str(info.value)
-    assert "broken.json" in message and "$.steps[1].config.operation" in message and "jion" in message
+    assert (
+        "broken.json" in message and "$.steps[1].config.operation" in message and "jion" in message
+    )
 
 
 def test_worker_refuses_to_start_on_an_invalid_definition(broken_defs: Path) -> None:
@@ -83,8 +87,12 @@ def test_worker_refuses_to_start_on_an_invalid_definition(broken_defs: Path) -> 
         asyncio.run(run_worker(settings))
 
 
-def test_cli_validate_reports_file_and_path(broken_defs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = cli_main(["validate", str(broken_defs / "broken.json"), str(broken_defs / "quickstart.json")])
+def test_cli_validate_reports_file_and_path(
+    broken_defs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli_main(
+        ["validate", str(broken_defs / "broken.json"), str(broken_defs / "quickstart.json")]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "✗" in out and "$.steps[1].config.operation" in out and "✓" in out

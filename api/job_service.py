@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import logging
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from temporalio.client import WorkflowExecutionStatus
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.ssrf import BlockedAddressError, check_url
 from api.schemas import JobAccepted, JobCreate, JobView, TemporalRef
 from api.temporal_link import TemporalLink
 from core import db
-from core.contracts import TERMINAL_STATUSES, InterpreterInput, JobStatus, Progress
-from core.models import Job, utcnow
+from core.contracts import TERMINAL_STATUSES, InterpreterInput, JobStatus, Progress, WebhookTarget
+from core.models import Job, JobSecret, utcnow
 from core.redaction import redact
 from core.settings import Settings
 from core.temporal import start_job
@@ -45,6 +51,39 @@ class ServiceUnavailable(RuntimeError):
     pass
 
 
+class Conflict(RuntimeError):
+    pass
+
+
+class IdempotencyMismatch(ValueError):
+    """Same Idempotency-Key, different request body."""
+
+
+class BadField(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Submitted:
+    accepted: JobAccepted
+    replayed: bool = False  # an earlier request with the same Idempotency-Key made this job
+
+
+# Namespace of job ids derived from (caller, Idempotency-Key): same pair, same job id.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0b7d0e-3c4a-4f7e-9a51-1b2c3d4e5f60")
+
+
+def job_id_for(principal: str, idempotency_key: str) -> str:
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{principal}\n{idempotency_key}"))
+
+
+def request_hash(body: JobCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 async def submit_job(
     body: JobCreate,
     *,
@@ -52,16 +91,25 @@ async def submit_job(
     engine: Engine,
     catalog: Catalog,
     temporal: TemporalLink,
-) -> JobAccepted:
+    principal: str = "anonymous",
+    idempotency_key: str | None = None,
+) -> Submitted:
+    body_hash = request_hash(body)
+    job_id = job_id_for(principal, idempotency_key) if idempotency_key else str(uuid.uuid4())
+    if idempotency_key:
+        earlier = await _earlier_submission(engine, job_id, body_hash)
+        if earlier is not None:
+            return Submitted(earlier, replayed=True)
+
     loaded = catalog.definitions.get(body.workflow_name, body.workflow_version)
     if loaded is None:
         known = catalog.definitions.versions(body.workflow_name)
         hint = f"; versions: {', '.join(known)}" if known else ""
-        raise NotFound(
-            f"workflow {body.workflow_name!r} version {body.workflow_version or 'latest'} not found{hint}"
-        )
+        version = body.workflow_version or "latest"
+        raise NotFound(f"workflow {body.workflow_name!r} version {version} not found{hint}")
     input_data = validate_input(loaded.definition, body.input_data)  # InputError → 422
-    job_id = str(uuid.uuid4())
+    webhook = _webhook_target(body, settings, job_id)
+
     now = utcnow()
     row = Job(
         job_id=job_id,
@@ -70,47 +118,169 @@ async def submit_job(
         status="queued",
         input_data=redact(input_data, truncate=False),
         webhook_url=body.webhook_url,
+        idempotency_key=f"{principal}:{idempotency_key}"[:300] if idempotency_key else None,
+        request_hash=body_hash,
         created_at=now,
         updated_at=now,
     )
-    inserted = True
+    secret = JobSecret(job_id=job_id, webhook_secret=body.webhook_secret) if body.webhook_secret else None
     try:
-        await asyncio.to_thread(db.insert_job, engine, row)
+        await asyncio.to_thread(db.insert_job, engine, row, secret)
+        inserted = True
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the insert.
+        earlier = await _earlier_submission(engine, job_id, body_hash)
+        if earlier is None:
+            raise ServiceUnavailable("could not record the job; retry the request") from None
+        return Submitted(earlier, replayed=True)
     except SQLAlchemyError as exc:
-        # The interpreter's mirror activity creates the row once the database is back;
-        # the job itself is safe in Temporal, so accepting it is still correct.
+        if secret is not None:
+            # The per-job secret has nowhere safe to live but the database: don't accept.
+            raise ServiceUnavailable(
+                "database unavailable; a job with webhook_secret can't be accepted"
+            ) from exc
+        # The interpreter's mirror activity creates the row once the database is back; the job
+        # itself is safe in Temporal, so accepting it is still correct.
         inserted = False
         log.warning("job %s: mirror insert failed, continuing: %s", job_id, type(exc).__name__)
-    inp = InterpreterInput(job_id=job_id, definition=loaded.snapshot(), input_data=input_data)
+
+    inp = InterpreterInput(
+        job_id=job_id, definition=loaded.snapshot(), input_data=input_data, webhook=webhook
+    )
     try:
         client = await temporal.client()
-        await start_job(client, settings, inp)
+        handle = await start_job(
+            client,
+            settings,
+            inp,
+            reuse_existing=bool(idempotency_key),
+            memo={"request_hash": body_hash},
+        )
+    except WorkflowAlreadyStartedError:
+        # Idempotent retry of a job whose run already closed (its row was never written).
+        return Submitted(await _from_temporal(temporal, job_id, body_hash), replayed=True)
     except Exception as exc:
         if inserted:
-            await asyncio.to_thread(_forget, engine, job_id)
-        raise ServiceUnavailable(
-            f"could not start the job in Temporal: {type(exc).__name__}"
-        ) from exc
-    return JobAccepted(
-        job_id=job_id,
-        status="queued",
-        workflow_name=loaded.name,
-        workflow_version=loaded.version,
-        created_at=now,
+            await asyncio.to_thread(db.delete_job, engine, job_id)
+        raise ServiceUnavailable(f"could not start the job in Temporal: {type(exc).__name__}") from exc
+    if idempotency_key and not inserted:
+        await _check_memo(handle, body_hash)
+    return Submitted(
+        JobAccepted(
+            job_id=job_id,
+            status="queued",
+            workflow_name=loaded.name,
+            workflow_version=loaded.version,
+            created_at=now,
+        )
     )
 
 
-def _forget(engine: Engine, job_id: str) -> None:
-    from sqlmodel import Session
-
+def _webhook_target(body: JobCreate, settings: Settings, job_id: str) -> WebhookTarget | None:
+    if body.webhook_url is None:
+        if body.webhook_secret is not None:
+            raise BadField("webhook_secret", "webhook_secret given without webhook_url")
+        return None
     try:
-        with Session(engine) as session:
-            row = session.get(Job, job_id)
-            if row is not None:
-                session.delete(row)
-                session.commit()
+        check_url(body.webhook_url, allow_private=settings.webhook_allow_private)
+    except BlockedAddressError as exc:
+        raise BadField("webhook_url", str(exc)) from None
+    if body.webhook_secret:
+        return WebhookTarget(url=body.webhook_url, secret_ref=f"job:{job_id}")
+    if settings.llm_webhook_secret:
+        return WebhookTarget(url=body.webhook_url, secret_ref="env")
+    raise BadField(
+        "webhook_secret", "required with webhook_url unless LLM_WEBHOOK_SECRET is configured"
+    )
+
+
+async def _earlier_submission(engine: Engine, job_id: str, body_hash: str) -> JobAccepted | None:
+    try:
+        row = await asyncio.to_thread(db.get_job, engine, job_id)
     except SQLAlchemyError:
-        log.warning("job %s: could not remove the row of a job that never started", job_id)
+        return None  # decided against Temporal's copy (memo) after the start attempt
+    if row is None:
+        return None
+    if row.request_hash and row.request_hash != body_hash:
+        raise IdempotencyMismatch("Idempotency-Key was already used with a different request body")
+    return JobAccepted(
+        job_id=row.job_id,
+        status=row.status,  # type: ignore[arg-type]
+        workflow_name=row.workflow_name,
+        workflow_version=row.workflow_version,
+        created_at=db.as_utc(row.created_at) or utcnow(),
+    )
+
+
+async def _check_memo(handle: WorkflowHandle[Any, Any], body_hash: str) -> None:
+    desc = await handle.describe()
+    memo = await desc.memo()
+    if memo.get("request_hash") not in (None, body_hash):
+        raise IdempotencyMismatch("Idempotency-Key was already used with a different request body")
+
+
+async def _from_temporal(temporal: TemporalLink, job_id: str, body_hash: str) -> JobAccepted:
+    client = await temporal.client()
+    handle = client.get_workflow_handle(job_id)
+    await _check_memo(handle, body_hash)
+    desc = await handle.describe()
+    sa = desc.typed_search_attributes
+    return JobAccepted(
+        job_id=job_id,
+        status=TEMPORAL_STATUS.get(desc.status, "running") if desc.status else "running",
+        workflow_name=_sa(sa, "WorkflowName") or "",
+        workflow_version=_sa(sa, "WorkflowVersion") or "",
+        created_at=desc.start_time,
+    )
+
+
+async def cancel_job(job_id: str, *, temporal: TemporalLink) -> JobStatus:
+    """Request cancellation; the interpreter records `cancelled` when it stops."""
+    client = await temporal.client()
+    handle = client.get_workflow_handle(job_id)
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound(f"job {job_id!r} not found") from None
+        raise
+    status = TEMPORAL_STATUS.get(desc.status, "running") if desc.status else "running"
+    if status in TERMINAL_STATUSES:
+        raise Conflict(f"job {job_id!r} already {status}")
+    await handle.cancel()
+    return status
+
+
+async def list_job_rows(
+    engine: Engine, *, status: str | None, workflow_name: str | None, limit: int, cursor: str | None
+) -> tuple[list[Job], str | None]:
+    before = decode_cursor(cursor) if cursor else None
+    rows = await asyncio.to_thread(
+        db.list_jobs, engine, status=status, workflow_name=workflow_name, limit=limit + 1, before=before
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(db.as_utc(last.created_at) or utcnow(), last.job_id)
+    return rows, next_cursor
+
+
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = json.loads(raw)
+        parsed = db.parse_time(created)
+        if parsed is None or not isinstance(job_id, str):
+            raise ValueError
+        return parsed, job_id
+    except Exception:
+        raise BadField("cursor", "invalid cursor; pass next_cursor from a previous page") from None
 
 
 def _ui_url(settings: Settings, job_id: str, run_id: str | None) -> str:

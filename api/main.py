@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
-from api.middleware import JsonByDefault
-from api.routers import health, jobs
+from api.auth import check_auth_config
+from api.middleware import BodySizeLimit, JsonByDefault
+from api.routers import health, jobs, legacy
 from api.temporal_link import TemporalLink
 from core.db import create_tables, make_engine
 from core.logging import setup_logging
@@ -31,6 +32,7 @@ def create_app(
     temporal_client: Client | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
+    check_auth_config(settings)
     # Fail fast, before serving anything, on an invalid shipped definition.
     catalog = load_catalog(settings)
 
@@ -53,10 +55,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(JsonByDefault)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     app.state.catalog = catalog
     app.include_router(health.router)
     app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(legacy.router, prefix=API_PREFIX)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -64,3 +64,45 @@ class ComponentHealth(BaseModel):
 class HealthView(BaseModel):
     status: str  # ok | degraded
     components: dict[str, ComponentHealth]
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    status: JobStatus
+    workflow_name: str
+    workflow_version: str
+    error_type: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class JobList(BaseModel):
+    items: list[JobSummary]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` to get the next (older) page; null on the last page."
+    )
+
+
+class CancelAccepted(BaseModel):
+    job_id: str
+    status: JobStatus = Field(description="Status when the cancel was requested; poll for `cancelled`.")
+    cancel_requested: bool = True
+
+
+class LegacyJobAccepted(JobAccepted):
+    """`POST /api/v1/workflow` (the earlier service's route): adds `status_url`."""
+
+    status_url: str
+
+
+class LegacyResult(BaseModel):
+    output: Any = None
+    metadata: dict[str, Any] | None = None
+    steps_executed: int = 0
+
+
+class LegacyStatusView(JobView):
+    """`GET /api/v1/status/{job_id}` (the earlier service's route): adds `result`."""
+
+    result: LegacyResult | None = None

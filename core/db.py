@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from core.contracts import TERMINAL_STATUSES, MirrorUpdate
-from core.models import Job, utcnow
+from core.models import Alert, Job, JobSecret, WebhookDelivery, utcnow
 
 
 def normalize_url(url: str) -> str:
@@ -80,13 +80,32 @@ def get_job_by_idempotency_key(engine: Engine, key: str) -> Job | None:
         return session.exec(select(Job).where(Job.idempotency_key == key)).first()
 
 
-def insert_job(engine: Engine, job: Job) -> Job:
-    """Insert a new queued job; raises IntegrityError when the id or idempotency key exists."""
+def insert_job(engine: Engine, job: Job, secret: JobSecret | None = None) -> Job:
+    """Insert a new queued job (and its webhook secret, in the same transaction); raises
+    IntegrityError when the id or idempotency key exists."""
     with Session(engine) as session:
         session.add(job)
+        if secret is not None:
+            session.add(secret)
         session.commit()
         session.refresh(job)
         return job
+
+
+def delete_job(engine: Engine, job_id: str) -> None:
+    """Forget a job that never started (Temporal refused it)."""
+    with Session(engine) as session:
+        for model in (JobSecret, Job):
+            row = session.get(model, job_id)
+            if row is not None:
+                session.delete(row)
+        session.commit()
+
+
+def get_job_secret(engine: Engine, job_id: str) -> str | None:
+    with Session(engine) as session:
+        row = session.get(JobSecret, job_id)
+        return row.webhook_secret if row else None
 
 
 def upsert_job(engine: Engine, update: MirrorUpdate) -> str:
@@ -165,3 +184,21 @@ def ping(engine: Engine) -> None:
 
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def record_delivery(engine: Engine, delivery: WebhookDelivery) -> None:
+    with Session(engine) as session:
+        session.add(delivery)
+        session.commit()
+
+
+def list_deliveries(engine: Engine, job_id: str) -> list[WebhookDelivery]:
+    with Session(engine) as session:
+        query = select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+        return list(session.exec(query.order_by(WebhookDelivery.id)).all())  # type: ignore[arg-type]
+
+
+def insert_alert(engine: Engine, alert: Alert) -> None:
+    with Session(engine) as session:
+        session.add(alert)
+        session.commit()

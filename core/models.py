@@ -41,3 +41,47 @@ class Job(SQLModel, table=True):
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class JobSecret(SQLModel, table=True):
+    """A job's own webhook secret, kept out of the jobs table, the API and Temporal history.
+    The delivery activity reads it by job id (`secret_ref="job:<id>"`)."""
+
+    __tablename__ = "job_secrets"
+
+    job_id: str = Field(primary_key=True, max_length=200)
+    webhook_secret: str = Field(max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One row per delivery attempt of a completion webhook."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_job", "job_id", "attempt"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(max_length=200, index=True)
+    job_id: str = Field(max_length=200)
+    event: str = Field(max_length=50)
+    url: str = Field(max_length=2000)
+    attempt: int
+    status_code: int | None = None
+    outcome: str = Field(max_length=20)  # delivered | retrying | failed
+    error: str | None = Field(default=None, max_length=1000)
+    duration_ms: int = 0
+    response_snippet: str | None = Field(default=None, max_length=600)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Alert(SQLModel, table=True):
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_level_created", "level", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    level: str = Field(max_length=10)  # INFO | WARNING | ERROR | CRITICAL
+    source: str = Field(max_length=100)
+    message: str = Field(max_length=2000)
+    job_id: str | None = Field(default=None, max_length=200)
+    details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -75,6 +75,7 @@ async def start_job(
     inp: InterpreterInput,
     *,
     reuse_existing: bool = False,
+    memo: dict[str, Any] | None = None,
 ) -> WorkflowHandle[Any, JobResult]:
     """Start the interpreter with workflow id = job id.
 
@@ -101,6 +102,7 @@ async def start_job(
             if reuse_existing
             else WorkflowIDConflictPolicy.FAIL
         ),
+        memo=memo,
         static_summary=f"{defn.name} {defn.version}",
         task_timeout=timedelta(seconds=10),
     )

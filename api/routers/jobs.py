@@ -1,57 +1,176 @@
-"""/api/v1/jobs: submit jobs and read them back."""
+"""/api/v1/jobs: submit, read, list and cancel jobs."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
 from api import job_service
+from api.auth import Principal
 from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
-from api.schemas import JobAccepted, JobCreate, JobView
+from api.schemas import CancelAccepted, JobAccepted, JobCreate, JobList, JobSummary, JobView
+from core import db
 from workflow_defs.inputs import InputError
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description=(
+            "Retry-safe submits: the same key with the same body returns the same job "
+            "(200, header `Idempotent-Replayed: true`), also after it finished; the same key "
+            "with a different body is rejected with 422. Keys are scoped per API key."
+        ),
+    ),
+]
 
-@router.post(
-    "",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=JobAccepted,
-    responses={
-        404: {"description": "Unknown workflow or version"},
-        422: {"description": "Invalid input_data; `detail[].loc` names the field"},
-        503: {"description": "Temporal unreachable; nothing was started"},
-    },
-)
-async def create_job(
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobAccepted, "description": "Idempotent replay: the job this Idempotency-Key already made"},
+    400: {"description": "Malformed JSON"},
+    401: {"description": "Missing or invalid API key (when API_KEYS is set)"},
+    404: {"description": "Unknown workflow or version"},
+    413: {"description": "Body over MAX_REQUEST_BYTES"},
+    422: {"description": "Invalid body or input_data (`detail[].loc` names the field), or Idempotency-Key reused with another body"},
+    503: {"description": "Temporal (or, for jobs with webhook_secret, the database) unreachable; nothing was started"},
+}
+
+
+def unprocessable(loc: list[str], message: str, kind: str = "value_error") -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT, [{"loc": loc, "msg": message, "type": kind}]
+    )
+
+
+async def submit(
     body: JobCreate,
+    response: Response,
+    *,
     settings: SettingsDep,
     engine: EngineDep,
     catalog: CatalogDep,
     temporal: TemporalDep,
+    principal: str,
+    idempotency_key: str | None,
 ) -> JobAccepted:
+    """Shared by POST /jobs and the earlier service's POST /workflow."""
     try:
-        return await job_service.submit_job(
-            body, settings=settings, engine=engine, catalog=catalog, temporal=temporal
+        result = await job_service.submit_job(
+            body,
+            settings=settings,
+            engine=engine,
+            catalog=catalog,
+            temporal=temporal,
+            principal=principal,
+            idempotency_key=idempotency_key,
         )
     except job_service.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except InputError as exc:
-        detail = [
-            {"loc": ["body", "input_data", *field.split(".")], "msg": msg, "type": "value_error"}
-            for field, msg in exc.errors
-        ]
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [
+                {"loc": ["body", "input_data", *field.split(".")], "msg": msg, "type": "value_error"}
+                for field, msg in exc.errors
+            ],
+        ) from None
+    except job_service.BadField as exc:
+        raise unprocessable(["body", exc.field], str(exc)) from None
+    except job_service.IdempotencyMismatch as exc:
+        raise unprocessable(["header", "Idempotency-Key"], str(exc), "idempotency_mismatch") from None
     except job_service.ServiceUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    if result.replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    return result.accepted
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted, responses=SUBMIT_RESPONSES)
+async def create_job(
+    body: JobCreate,
+    response: Response,
+    settings: SettingsDep,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    temporal: TemporalDep,
+    principal: Principal,
+    idempotency_key: IdempotencyKey = None,
+) -> JobAccepted:
+    """Start a job: 202 with its id. Poll `GET /jobs/{job_id}` or pass `webhook_url` to be told."""
+    return await submit(
+        body,
+        response,
+        settings=settings,
+        engine=engine,
+        catalog=catalog,
+        temporal=temporal,
+        principal=principal,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.get("", response_model=JobList)
+async def list_jobs(
+    engine: EngineDep,
+    _: Principal,
+    status_: Annotated[
+        str | None,
+        Query(alias="status", pattern="^(queued|running|completed|failed|cancelled|timed_out)$"),
+    ] = None,
+    workflow_name: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> JobList:
+    """Jobs from the mirror, newest first, with keyset pagination (`next_cursor`)."""
+    try:
+        rows, next_cursor = await job_service.list_job_rows(
+            engine, status=status_, workflow_name=workflow_name, limit=limit, cursor=cursor
+        )
+    except job_service.BadField as exc:
+        raise unprocessable(["query", exc.field], str(exc)) from None
+    items = [
+        JobSummary(
+            job_id=r.job_id,
+            status=r.status,  # type: ignore[arg-type]
+            workflow_name=r.workflow_name,
+            workflow_version=r.workflow_version,
+            error_type=(r.error or {}).get("type"),
+            created_at=db.as_utc(r.created_at),
+            started_at=db.as_utc(r.started_at),
+            completed_at=db.as_utc(r.completed_at),
+        )
+        for r in rows
+    ]
+    return JobList(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobView, responses={404: {"description": "Unknown job"}})
 async def read_job(
-    job_id: str, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep
+    job_id: str, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep, _: Principal
 ) -> JobView:
+    """The job's status, output or error, per-step records, live progress and Temporal links."""
     try:
-        return await job_service.get_job_view(
-            job_id, settings=settings, engine=engine, temporal=temporal
-        )
+        return await job_service.get_job_view(job_id, settings=settings, engine=engine, temporal=temporal)
     except job_service.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CancelAccepted,
+    responses={404: {"description": "Unknown job"}, 409: {"description": "Job already finished"}},
+)
+async def cancel_job(job_id: str, temporal: TemporalDep, _: Principal) -> CancelAccepted:
+    """Ask Temporal to cancel the run; the job ends `cancelled` once the interpreter stops."""
+    try:
+        current = await job_service.cancel_job(job_id, temporal=temporal)
+    except job_service.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except job_service.Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return CancelAccepted(job_id=job_id, status=current)

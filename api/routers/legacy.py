@@ -1,0 +1,63 @@
+"""Routes of the earlier service, for its existing clients (DESIGN §5 aliases)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+
+from api import job_service
+from api.auth import Principal
+from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
+from api.routers.jobs import SUBMIT_RESPONSES, IdempotencyKey, submit
+from api.schemas import JobCreate, LegacyJobAccepted, LegacyResult, LegacyStatusView
+
+router = APIRouter(tags=["compatibility"])
+
+
+@router.post(
+    "/workflow",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=LegacyJobAccepted,
+    responses=SUBMIT_RESPONSES,
+)
+async def create_job_legacy(
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    temporal: TemporalDep,
+    principal: Principal,
+    idempotency_key: IdempotencyKey = None,
+) -> LegacyJobAccepted:
+    """Same as `POST /api/v1/jobs`; the answer adds `status_url`."""
+    accepted = await submit(
+        body,
+        response,
+        settings=settings,
+        engine=engine,
+        catalog=catalog,
+        temporal=temporal,
+        principal=principal,
+        idempotency_key=idempotency_key,
+    )
+    status_url = str(request.url_for("read_status_legacy", job_id=accepted.job_id))
+    return LegacyJobAccepted(**accepted.model_dump(), status_url=status_url)
+
+
+@router.get("/status/{job_id}", response_model=LegacyStatusView, responses={404: {"description": "Unknown job"}})
+async def read_status_legacy(
+    job_id: str, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep, _: Principal
+) -> LegacyStatusView:
+    """Same as `GET /api/v1/jobs/{job_id}`; adds `result` = {output, metadata, steps_executed}."""
+    try:
+        view = await job_service.get_job_view(job_id, settings=settings, engine=engine, temporal=temporal)
+    except job_service.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    steps = (view.metadata or {}).get("steps") or []
+    result = LegacyResult(
+        output=view.output,
+        metadata=view.metadata,
+        steps_executed=sum(1 for s in steps if s.get("status") in ("completed", "failed")),
+    )
+    return LegacyStatusView(**view.model_dump(), result=result)

@@ -1,0 +1,387 @@
+"""The one redactor (DESIGN §7) and the ErrorContext ↔ Temporal failure mapping."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    RetryState,
+    TimeoutError,
+    TimeoutType,
+)
+
+from core.errors import ErrorCategory, ErrorContext, ErrorType
+from core.redaction import MAX_VALUE_CHARS, REDACTED, is_secret_name, redact, redact_text
+
+ENV_SECRET = "PlainLookingValue9876"  # matches no secret-shaped pattern: only env lookup finds it
+
+
+# --- by field name -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "api_key",
+        "X-Api-Key",
+        "x-goog-api-key",
+        "apiKey",
+        "APIKEY",
+        "Authorization",
+        "password",
+        "webhook_secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refreshToken",
+        "Cookie",
+        "signature",
+        "private_key",
+        "credentials",
+    ],
+)
+def test_secret_names_are_redacted(name: str) -> None:
+    assert is_secret_name(name)
+    assert redact({name: "value-1", "q": "London"}) == {name: REDACTED, "q": "London"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "max_tokens",
+        "total_tokens",
+        "input_tokens",
+        "tokens",
+        "keyword",
+        "keywords",
+        "author",
+        "idempotency_key",
+        "cache_key",
+        "monkey",
+        "keys",
+        "secret_ref",
+        "public_key",
+    ],
+)
+def test_harmless_names_are_kept(name: str) -> None:
+    assert not is_secret_name(name)
+    assert redact({name: 42}) == {name: 42}
+    assert redact({name: "plain"}) == {name: "plain"}
+
+
+def test_empty_secret_fields_stay_empty() -> None:
+    # Nothing to hide; showing that a key is *absent* helps debugging.
+    assert redact({"api_key": None, "token": "", "password": False}) == {
+        "api_key": None,
+        "token": "",
+        "password": False,
+    }
+
+
+def test_secret_named_field_with_structured_value_is_redacted_whole() -> None:
+    assert redact({"auth": {"user": "u", "pass": "p"}}) == {"auth": REDACTED}
+
+
+# --- by value shape ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Authorization: Bearer abcdefghijklmnop", "abcdefghijklmnop"),
+        ("header was bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "eyJhbGciOiJIUzI1NiJ9"),
+        ("key sk-abcdefghijkl123 rejected", "sk-abcdefghijkl123"),
+        ("sk-or-v1-0123456789abcdef", "0123456789abcdef"),
+        ("stripe sk_live_ABCDEFGH1234", "sk_live_ABCDEFGH1234"),
+        ("google AIzaSyA1234567890abcdefghijk", "AIzaSyA1234567890abcdefghijk"),
+        ("signing whsec_abcdefghijk", "whsec_abcdefghijk"),
+        ("gh ghp_abcdefghijklmnopqrstuvwxyz", "ghp_abcdefghijklmnopqrstuvwxyz"),
+        ("https://api.example.com/v1?key=abc123&q=London", "abc123"),
+        ("https://api.example.com/v1?q=London&api_key=abc123", "abc123"),
+        ("GET /x?apikey=zz99&lang=fr", "zz99"),
+        ("retry with access_token=tok123 later", "tok123"),
+        ("'password=hunter22'", "hunter22"),
+    ],
+)
+def test_secret_shaped_values_are_redacted(text: str, secret: str) -> None:
+    out = redact_text(text)
+    assert secret not in out
+    assert REDACTED in out
+
+
+def test_url_keeps_its_harmless_parts() -> None:
+    out = redact_text("https://api.example.com/v1/current.json?key=abc123&q=London&aqi=no")
+    assert out == f"https://api.example.com/v1/current.json?key={REDACTED}&q=London&aqi=no"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "keyword=emergency",
+        "max_tokens=500",
+        "the task is done",
+        "skill-based routing",  # 'sk' inside a word is not a key
+        "bearer of bad news",  # too short to be a token
+        "monkey business",
+    ],
+)
+def test_harmless_text_is_unchanged(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def test_env_var_secret_values_redacted_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", ENV_SECRET)
+    monkeypatch.setenv("API_KEYS", f"first-client-key, {ENV_SECRET}x2, ab")
+    text = f"upstream said: invalid key {ENV_SECRET} (and first-client-key)"
+    out = redact_text(text)
+    assert ENV_SECRET not in out and "first-client-key" not in out
+    nested = redact({"body": {"echo": [f"k={ENV_SECRET}", f"{ENV_SECRET}x2"]}, "note": ENV_SECRET})
+    assert ENV_SECRET not in json.dumps(nested)
+    # Values under 6 characters are too common to hunt for.
+    assert redact_text("ab cd") == "ab cd"
+
+
+def test_env_var_secret_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert redact_text(ENV_SECRET) == ENV_SECRET
+    monkeypatch.setenv("OPENAI_API_KEY", ENV_SECRET)
+    assert redact_text(ENV_SECRET) == REDACTED
+
+
+def test_extra_secrets() -> None:
+    assert redact_text("a per-job s3cr3t-value here", extra_secrets=["s3cr3t-value"]) == (
+        f"a per-job {REDACTED} here"
+    )
+    assert redact({"x": ["s3cr3t-value"]}, extra_secrets=["s3cr3t-value"]) == {"x": [REDACTED]}
+
+
+# --- truncation and structure --------------------------------------------------------------------
+
+
+def test_long_values_truncated_to_200_chars() -> None:
+    out = redact_text("x" * 300)
+    assert out.startswith("x" * MAX_VALUE_CHARS)
+    assert out[MAX_VALUE_CHARS:] == "…[truncated 100 chars]"
+    assert MAX_VALUE_CHARS == 200
+    assert redact_text("y" * 200) == "y" * 200
+    assert redact_text("x" * 300, truncate=False) == "x" * 300
+
+
+def test_secret_is_redacted_before_truncation() -> None:
+    # A key straddling the cut must not leave a prefix behind.
+    text = "x" * 190 + " sk-abcdefghijklmnop"
+    assert "sk-abc" not in redact_text(text)
+
+
+def test_nested_structures() -> None:
+    value = {
+        "request": {
+            "headers": {"Authorization": "Bearer abcdefghijkl", "Accept": "json"},
+            "params": [{"key": "abc", "q": "London"}, "https://x.test/?token=zzz123"],
+        },
+        "usage": {"total_tokens": 12, "max_tokens": 50},
+        "items": ("sk-abcdefghijk", 3, None, True),
+        "long": "z" * 500,
+    }
+    out = redact(value)
+    assert out["request"]["headers"] == {"Authorization": REDACTED, "Accept": "json"}
+    assert out["request"]["params"][0] == {"key": REDACTED, "q": "London"}
+    assert out["request"]["params"][1] == f"https://x.test/?token={REDACTED}"
+    assert out["usage"] == {"total_tokens": 12, "max_tokens": 50}
+    assert out["items"] == [REDACTED, 3, None, True]
+    assert len(out["long"]) < 250
+    assert value["request"]["headers"]["Authorization"] == "Bearer abcdefghijkl"  # not mutated
+
+
+# --- ErrorContext ------------------------------------------------------------------------------
+
+
+def test_error_context_defaults_by_type() -> None:
+    assert ErrorContext.of(ErrorType.RATE_LIMITED, "x").retryable is True
+    assert ErrorContext.of(ErrorType.UPSTREAM_ERROR, "x").retryable is True
+    assert ErrorContext.of(ErrorType.UPSTREAM_REJECTED, "x").retryable is False
+    assert ErrorContext.of(ErrorType.UPSTREAM_NOT_FOUND, "x").retryable is False
+    assert ErrorContext.of(ErrorType.VALIDATION_ERROR, "x").retryable is False
+    assert ErrorContext.of(ErrorType.CONFIG_ERROR, "x").category == ErrorCategory.CONFIG_ERROR
+    assert ErrorContext.of(ErrorType.TIMEOUT, "x").category == ErrorCategory.EXTERNAL_ERROR
+    assert ErrorContext.of(ErrorType.RATE_LIMITED, "x", retryable=False).retryable is False
+
+
+def test_to_application_error_carries_everything_but_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WEATHERAPI_API_KEY", ENV_SECRET)
+    ctx = ErrorContext.of(
+        ErrorType.RATE_LIMITED,
+        f"429 from weatherapi for https://w.test/v1?key={ENV_SECRET}&q=Paris",
+        retry_after=7,
+        step_id="fetch_weather",
+        details={
+            "service": "weatherapi",
+            "operation": "current",
+            "status_code": 429,
+            "inputs": {"q": "Paris", "api_key": "inline-key-123"},
+            "config": {"headers": {"Authorization": "Bearer abcdefghijkl"}},
+            "suggestions": ["slow down"],
+        },
+    )
+    err = ctx.to_application_error()
+    assert isinstance(err, ApplicationError)
+    assert err.type == "RATE_LIMITED"
+    assert err.non_retryable is False
+    assert err.next_retry_delay == timedelta(seconds=7)
+    (details,) = err.details
+    assert details["type"] == "RATE_LIMITED"
+    assert details["category"] == "EXTERNAL_ERROR"
+    assert details["step_id"] == "fetch_weather"
+    assert details["retry_after"] == 7
+    assert details["details"]["service"] == "weatherapi"
+    assert details["details"]["status_code"] == 429
+    assert details["details"]["inputs"] == {"q": "Paris", "api_key": REDACTED}
+    assert details["details"]["suggestions"] == ["slow down"]
+    everything = err.message + json.dumps(details)
+    for secret in (ENV_SECRET, "inline-key-123", "abcdefghijkl"):
+        assert secret not in everything
+    assert "q=Paris" in err.message
+
+
+def test_non_retryable_error_has_no_retry_delay() -> None:
+    err = ErrorContext.of(ErrorType.UPSTREAM_REJECTED, "400 bad request").to_application_error()
+    assert err.non_retryable is True
+    assert err.next_retry_delay is None
+    assert err.type == "UPSTREAM_REJECTED"
+
+
+def test_long_messages_are_capped() -> None:
+    ctx = ErrorContext.of(ErrorType.UPSTREAM_ERROR, "e" * 5000)
+    assert len(ctx.message) == 1001 and ctx.message.endswith("…")
+
+
+def _activity_error(cause: BaseException) -> ActivityError:
+    err = ActivityError(
+        "activity task failed",
+        scheduled_event_id=5,
+        started_event_id=6,
+        identity="worker-1",
+        activity_type="external_api",
+        activity_id="1",
+        retry_state=RetryState.MAXIMUM_ATTEMPTS_REACHED,
+    )
+    err.__cause__ = cause
+    return err
+
+
+def test_from_failure_reads_the_error_context_back() -> None:
+    original = ErrorContext.of(
+        ErrorType.UPSTREAM_NOT_FOUND,
+        "404 for place",
+        details={"service": "google_places", "suggestions": ["check place_id"]},
+    )
+    for failure in (
+        original.to_application_error(),
+        _activity_error(original.to_application_error()),
+    ):
+        ctx = ErrorContext.from_failure(failure, step_id="details")
+        assert ctx.type == "UPSTREAM_NOT_FOUND"
+        assert ctx.category == "EXTERNAL_ERROR"
+        assert ctx.retryable is False
+        assert ctx.step_id == "details"
+        assert ctx.details.service == "google_places"
+        assert ctx.details.suggestions == ["check place_id"]
+
+
+def test_from_failure_redacts_context_details_it_is_handed() -> None:
+    # Details that came from elsewhere (an older worker, a hand-made error) are cleaned too.
+    raw = {
+        "type": "AUTH_ERROR",
+        "category": "CONFIG_ERROR",
+        "message": "rejected Bearer abcdefghijklmnop",
+        "retryable": False,
+        "details": {"inputs": {"password": "hunter2"}},
+    }
+    ctx = ErrorContext.from_failure(ApplicationError("x", raw, type="AUTH_ERROR"))
+    assert "abcdefghijklmnop" not in ctx.message
+    assert ctx.details.inputs == {"password": REDACTED}
+
+
+def test_from_failure_known_type_without_context_details() -> None:
+    err = ApplicationError("slow down", type="RATE_LIMITED", non_retryable=False)
+    ctx = ErrorContext.from_failure(_activity_error(err))
+    assert (ctx.type, ctx.message, ctx.retryable) == ("RATE_LIMITED", "slow down", True)
+
+
+def test_from_failure_unknown_type_without_context_details() -> None:
+    err = ApplicationError("boom sk-abcdefghijklmnop", type="ValueError", non_retryable=True)
+    ctx = ErrorContext.from_failure(err, step_id="s")
+    assert ctx.type == "INTERNAL_ERROR"
+    assert ctx.category == "SYSTEM_ERROR"
+    assert ctx.retryable is False
+    assert ctx.message.startswith("ValueError: boom")
+    assert "sk-abcdefghijklmnop" not in ctx.message
+    assert ctx.step_id == "s"
+
+
+def test_from_failure_untyped_application_error() -> None:
+    ctx = ErrorContext.from_failure(ApplicationError("plain failure"))
+    assert ctx.type == "INTERNAL_ERROR"
+    assert "plain failure" in ctx.message
+    assert ctx.retryable is True
+
+
+def test_from_failure_activity_timeout() -> None:
+    timeout = TimeoutError(
+        "activity timeout", type=TimeoutType.START_TO_CLOSE, last_heartbeat_details=[]
+    )
+    ctx = ErrorContext.from_failure(_activity_error(timeout), step_id="slow")
+    assert ctx.type == "TIMEOUT"
+    assert ctx.retryable is True
+    assert "START_TO_CLOSE" in ctx.message
+    assert ctx.step_id == "slow"
+    assert ctx.details.suggestions
+
+
+def test_from_failure_child_workflow_wrapper() -> None:
+    child = ChildWorkflowError(
+        "child failed",
+        namespace="default",
+        workflow_id="w",
+        run_id="r",
+        workflow_type="T",
+        initiated_event_id=1,
+        started_event_id=2,
+        retry_state=None,
+    )
+    child.__cause__ = ErrorContext.of(ErrorType.VALIDATION_ERROR, "bad").to_application_error()
+    assert ErrorContext.from_failure(child).type == "VALIDATION_ERROR"
+
+
+def test_from_failure_cancelled_and_plain_exceptions() -> None:
+    cancelled = ErrorContext.from_failure(_activity_error(CancelledError("gone")))
+    assert (cancelled.type, cancelled.retryable) == ("CANCELLED", False)
+    plain = ErrorContext.from_failure(RuntimeError("crash with token=abc12345"))
+    assert plain.type == "INTERNAL_ERROR"
+    assert plain.retryable is False
+    assert plain.message.startswith("RuntimeError: crash")
+    assert "abc12345" not in plain.message
+
+
+def test_activity_error_without_cause() -> None:
+    err: Any = ActivityError(
+        "activity task failed",
+        scheduled_event_id=1,
+        started_event_id=2,
+        identity="w",
+        activity_type="t",
+        activity_id="1",
+        retry_state=None,
+    )
+    ctx = ErrorContext.from_failure(err)
+    assert ctx.type == "INTERNAL_ERROR"
+    assert "activity task failed" in ctx.message

@@ -8,11 +8,15 @@ every 4xx except 408/429 gives up (a 409 is not retried here).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from importlib import metadata
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -21,10 +25,13 @@ from activities.http_step import read_capped, redirect_error, url_blocked_error
 from activities.ssrf import BlockedAddressError, check_url
 from activities.webhook_signing import build_webhook_headers, encode_body
 from activities.webhook_step_models import WebhookSendInput, WebhookSendOutput
+from core.db import get_job_secret, record_delivery
 from core.errors import ErrorContext, ErrorType, config_error
+from core.models import WebhookDelivery
 from core.redaction import redact_text
 from core.settings import Settings
 
+log = logging.getLogger(__name__)
 SNIPPET_CHARS = 500
 # Enough of the receiver's answer for the snippet and error messages; the rest is not read.
 MAX_READ_BYTES = 16 * 1024
@@ -39,14 +46,21 @@ def _package_version() -> str:
 
 
 class WebhookActivities:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+    """`webhook_send` (webhook steps) and `deliver_job_webhook` (completion webhooks, which
+    also resolve per-job secrets and record every attempt in webhook_deliveries)."""
+
+    def __init__(
+        self, settings: Settings, client: httpx.AsyncClient, engine: Engine | None = None
+    ) -> None:
         self._settings = settings
         self._client = client  # guarded_client(allow_private=settings.webhook_allow_private)
+        self._engine = engine
         self._version = _package_version()
 
-    def _secret(self, secret_ref: str | None) -> str:
+    async def _secret(self, secret_ref: str | None) -> str:
+        if secret_ref is not None and secret_ref.startswith("job:") and self._engine is not None:
+            return await self._job_secret(secret_ref.removeprefix("job:"))
         if secret_ref not in ENV_SECRET_REFS:
-            # "job:<id>" (per-job secrets stored in the DB) is resolved by a later change.
             raise config_error(
                 f"webhook secret_ref {secret_ref!r} is not supported; use 'env'",
                 env_var="LLM_WEBHOOK_SECRET",
@@ -58,9 +72,81 @@ class WebhookActivities:
             )
         return self._settings.llm_webhook_secret
 
+    async def _job_secret(self, job_id: str) -> str:
+        assert self._engine is not None
+        try:
+            secret = await asyncio.to_thread(get_job_secret, self._engine, job_id)
+        except SQLAlchemyError as exc:
+            raise ErrorContext.of(
+                ErrorType.DATABASE_ERROR,
+                f"could not read the job's webhook secret: {type(exc).__name__}",
+                retryable=True,
+            ).to_application_error() from None
+        if not secret:
+            raise config_error(f"job {job_id} has no stored webhook secret")
+        return secret
+
+    @activity.defn(name="deliver_job_webhook")
+    async def deliver_job_webhook(self, input: WebhookSendInput) -> WebhookSendOutput:
+        started = time.monotonic()
+        try:
+            out = await self._send(input)
+        except ApplicationError as exc:
+            ctx = ErrorContext.from_failure(exc)
+            await self._record(
+                input,
+                outcome="retrying" if ctx.retryable else "failed",
+                status_code=ctx.details.status_code,
+                error=ctx.message,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+            raise
+        await self._record(
+            input,
+            outcome="delivered",
+            status_code=out.status_code,
+            duration_ms=out.duration_ms,
+            snippet=out.response_snippet,
+        )
+        return out
+
+    async def _record(
+        self,
+        input: WebhookSendInput,
+        *,
+        outcome: str,
+        status_code: int | None,
+        duration_ms: int,
+        error: str | None = None,
+        snippet: str | None = None,
+    ) -> None:
+        if self._engine is None:
+            return
+        row = WebhookDelivery(
+            delivery_id=input.delivery_id,
+            job_id=input.job_id,
+            event=input.event,
+            url=redact_text(input.url, truncate=False)[:2000],
+            attempt=current_attempt() or 1,
+            status_code=status_code,
+            outcome=outcome,
+            error=redact_text(error, truncate=False)[:1000] if error else None,
+            duration_ms=duration_ms,
+            response_snippet=snippet,
+        )
+        try:
+            await asyncio.to_thread(record_delivery, self._engine, row)
+        except SQLAlchemyError:
+            # The attempt itself is in Temporal's history; a missing audit row must not turn
+            # a delivered webhook into a retried (duplicate) one.
+            log.warning("could not record webhook attempt for job %s", input.job_id)
+
     @activity.defn(name="webhook_send")
     async def webhook_send(self, input: WebhookSendInput) -> WebhookSendOutput:
-        secret = self._secret(input.secret_ref)
+        return await self._send(input)
+
+    async def _send(self, input: WebhookSendInput) -> WebhookSendOutput:
+        secret = await self._secret(input.secret_ref)
         try:
             check_url(input.url, allow_private=self._settings.webhook_allow_private)
         except BlockedAddressError as exc:

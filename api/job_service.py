@@ -123,7 +123,11 @@ async def submit_job(
         created_at=now,
         updated_at=now,
     )
-    secret = JobSecret(job_id=job_id, webhook_secret=body.webhook_secret) if body.webhook_secret else None
+    secret = (
+        JobSecret(job_id=job_id, webhook_secret=body.webhook_secret)
+        if body.webhook_secret
+        else None
+    )
     try:
         await asyncio.to_thread(db.insert_job, engine, row, secret)
         inserted = True
@@ -162,7 +166,9 @@ async def submit_job(
     except Exception as exc:
         if inserted:
             await asyncio.to_thread(db.delete_job, engine, job_id)
-        raise ServiceUnavailable(f"could not start the job in Temporal: {type(exc).__name__}") from exc
+        raise ServiceUnavailable(
+            f"could not start the job in Temporal: {type(exc).__name__}"
+        ) from exc
     if idempotency_key and not inserted:
         await _check_memo(handle, body_hash)
     return Submitted(
@@ -256,7 +262,12 @@ async def list_job_rows(
 ) -> tuple[list[Job], str | None]:
     before = decode_cursor(cursor) if cursor else None
     rows = await asyncio.to_thread(
-        db.list_jobs, engine, status=status, workflow_name=workflow_name, limit=limit + 1, before=before
+        db.list_jobs,
+        engine,
+        status=status,
+        workflow_name=workflow_name,
+        limit=limit + 1,
+        before=before,
     )
     next_cursor = None
     if len(rows) > limit:

@@ -80,13 +80,16 @@ class JobSummary(BaseModel):
 class JobList(BaseModel):
     items: list[JobSummary]
     next_cursor: str | None = Field(
-        default=None, description="Pass as `cursor` to get the next (older) page; null on the last page."
+        default=None,
+        description="Pass as `cursor` to get the next (older) page; null on the last page.",
     )
 
 
 class CancelAccepted(BaseModel):
     job_id: str
-    status: JobStatus = Field(description="Status when the cancel was requested; poll for `cancelled`.")
+    status: JobStatus = Field(
+        description="Status when the cancel was requested; poll for `cancelled`."
+    )
     cancel_requested: bool = True
 
 

@@ -99,3 +99,30 @@ class MirrorUpdate(BaseModel):
     output: Any = None
     error: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+
+
+WEBHOOK_DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"
+
+
+class WebhookDeliveryInput(BaseModel):
+    job_id: str
+    url: str
+    secret_ref: str | None = None
+    event: str  # workflow.completed | workflow.failed
+    delivery_id: str  # X-Webhook-Id / webhook-id: the same for every attempt
+    payload: dict[str, Any]
+
+
+class WebhookDeliveryResult(BaseModel):
+    delivered: bool
+    status_code: int | None = None
+    attempts: int = 0
+    error: dict[str, Any] | None = None
+
+
+class AlertInput(BaseModel):
+    level: Literal["INFO", "WARNING", "ERROR", "CRITICAL"]
+    source: str
+    message: str
+    job_id: str | None = None
+    details: dict[str, Any] | None = None

@@ -51,7 +51,9 @@ class JobSecret(SQLModel, table=True):
 
     job_id: str = Field(primary_key=True, max_length=200)
     webhook_secret: str = Field(max_length=500)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -71,7 +73,9 @@ class WebhookDelivery(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=1000)
     duration_ms: int = 0
     response_snippet: str | None = Field(default=None, max_length=600)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
 
 
 class Alert(SQLModel, table=True):
@@ -84,4 +88,6 @@ class Alert(SQLModel, table=True):
     message: str = Field(max_length=2000)
     job_id: str | None = Field(default=None, max_length=200)
     details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -20,10 +20,15 @@ from tests.fakes.llm_wire import openai_chat
 CHAT = "/openrouter/api/v1/chat/completions"
 
 
-async def poll(client: httpx.AsyncClient, job_id: str, within: float = 30) -> dict[str, Any]:
+async def poll(
+    client: httpx.AsyncClient,
+    job_id: str,
+    within: float = 30,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + within
     while True:
-        resp = await client.get(f"/api/v1/jobs/{job_id}")
+        resp = await client.get(f"/api/v1/jobs/{job_id}", headers=headers)
         assert resp.status_code == 200, resp.text
         body = resp.json()
         if body["status"] in ("completed", "failed", "cancelled", "timed_out"):

@@ -289,9 +289,13 @@ async def test_missing_provider_key_in_production_is_a_config_error(
     prod = settings.model_copy(update={"environment": "production", "openrouter_api_key": None})
     defn = definition(llm_step())
     async with harness.running_worker(temporal_client, prod, engine):
-        handle, failure = await harness.run_failing(temporal_client, prod, harness.load(defn, prod), {"name": "x"})
+        handle, failure = await harness.run_failing(
+            temporal_client, prod, harness.load(defn, prod), {"name": "x"}
+        )
     cause = failure.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "CONFIG_ERROR" and cause.non_retryable
+    assert (
+        isinstance(cause, ApplicationError) and cause.type == "CONFIG_ERROR" and cause.non_retryable
+    )
     assert "OPENROUTER_API_KEY" in str(cause)
     assert upstream.requests_to(CHAT) == []
     row = get_job(engine, handle.id)

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.alerts import AlertActivities
 from activities.cache import ResponseCache
 from activities.external_api import ExternalApiActivities
 from activities.http_errors import new_http_client
@@ -24,6 +25,7 @@ from activities.webhook_step import WebhookActivities
 from core.db import create_tables, make_engine
 from core.settings import Settings
 from worker.interpreter import InterpreterWorkflow
+from worker.webhook_delivery import WebhookDeliveryWorkflow
 from workflow_defs.services import ServiceRegistry, load_services
 
 # Pure modules the interpreter uses; passing them through keeps one copy (and pydantic's
@@ -89,17 +91,20 @@ def build_worker(
     llm = LlmActivities(settings, res.http)
     external = ExternalApiActivities(settings, res.http, res.registry, ResponseCache(res.redis))
     http_step = HttpActivities(settings, res.guarded)
-    webhook = WebhookActivities(settings, res.guarded)
+    webhook = WebhookActivities(settings, res.guarded, res.engine)
+    alerts = AlertActivities(settings, res.engine, res.guarded)
     mirror = MirrorActivities(res.engine)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[InterpreterWorkflow],
+        workflows=[InterpreterWorkflow, WebhookDeliveryWorkflow],
         activities=[
             llm.llm_call,
             external.external_api_call,
             http_step.http_request,
             webhook.webhook_send,
+            webhook.deliver_job_webhook,
+            alerts.raise_alert,
             mirror.mirror_job,
         ],
         workflow_runner=sandbox_runner(),

@@ -18,15 +18,18 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
+        WEBHOOK_DELIVERY_WORKFLOW,
         InterpreterInput,
         JobMetadata,
         JobResult,
         MirrorUpdate,
         Progress,
         StepRecord,
+        WebhookDeliveryInput,
     )
     from core.errors import ErrorContext, ErrorType
     from worker.step_inputs import build_activity_call, definition_of, step_view
@@ -143,6 +146,8 @@ class InterpreterWorkflow:
         )
         if final_mirror is not None:
             await final_mirror
+        if inp.webhook is not None:
+            await self._start_webhook(inp, defn, result)
 
         if status == "cancelled":
             raise asyncio.CancelledError()
@@ -278,9 +283,59 @@ class InterpreterWorkflow:
             raise
         except Exception as exc:
             context = ErrorContext.from_failure(exc, step_id=step.id)
+            if context.type == ErrorType.CANCELLED:
+                # The activity was cancelled because the job was: end as cancelled, not failed.
+                raise asyncio.CancelledError() from None
             if context.type == ErrorType.TIMEOUT and workflow.now() >= deadline:
                 raise StepFailed(self._timeout_context(step.id), timed_out=True) from None
             raise StepFailed(context) from None
+
+    async def _start_webhook(
+        self, inp: InterpreterInput, defn: WorkflowDefinition, result: JobResult
+    ) -> None:
+        assert inp.webhook is not None
+        completed = result.status == "completed"
+        event = "workflow.completed" if completed else "workflow.failed"
+        meta = result.metadata
+        payload: dict[str, Any] = {
+            "event": event,
+            "job_id": inp.job_id,
+            "status": result.status,
+            "workflow_name": defn.name,
+            "workflow_version": defn.version,
+            "metadata": {
+                "duration_ms": meta.duration_ms,
+                "total_tokens": meta.total_tokens,
+                "total_cost_usd": meta.total_cost_usd,
+                "steps": [
+                    {
+                        "id": r.id,
+                        "status": r.status,
+                        "attempts": r.attempts,
+                        "duration_ms": r.duration_ms,
+                    }
+                    for r in meta.steps
+                ],
+            },
+        }
+        payload["output" if completed else "error"] = result.output if completed else result.error
+        run_id = workflow.info().run_id
+        # One delivery per run: a reset run reports its own outcome; retries of this delivery
+        # (and worker crashes) keep the same id, which receivers dedupe on.
+        await workflow.start_child_workflow(
+            WEBHOOK_DELIVERY_WORKFLOW,
+            WebhookDeliveryInput(
+                job_id=inp.job_id,
+                url=inp.webhook.url,
+                secret_ref=inp.webhook.secret_ref,
+                event=event,
+                delivery_id=f"whd_{workflow.uuid4().hex}",
+                payload=payload,
+            ),
+            id=f"{inp.job_id}:webhook:{run_id}",
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"{event} → webhook",
+        )
 
     def _timeout_context(self, step_id: str) -> ErrorContext:
         return ErrorContext.of(

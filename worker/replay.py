@@ -14,11 +14,12 @@ from temporalio.worker import Replayer, WorkflowReplayResult
 
 from worker.app import sandbox_runner
 from worker.interpreter import InterpreterWorkflow
+from worker.webhook_delivery import WebhookDeliveryWorkflow
 
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[InterpreterWorkflow],
+        workflows=[InterpreterWorkflow, WebhookDeliveryWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=sandbox_runner(),
     )

@@ -29,13 +29,20 @@ IdempotencyKey = Annotated[
 ]
 
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": JobAccepted, "description": "Idempotent replay: the job this Idempotency-Key already made"},
+    200: {
+        "model": JobAccepted,
+        "description": "Idempotent replay: the job this Idempotency-Key already made",
+    },
     400: {"description": "Malformed JSON"},
     401: {"description": "Missing or invalid API key (when API_KEYS is set)"},
     404: {"description": "Unknown workflow or version"},
     413: {"description": "Body over MAX_REQUEST_BYTES"},
-    422: {"description": "Invalid body or input_data (`detail[].loc` names the field), or Idempotency-Key reused with another body"},
-    503: {"description": "Temporal (or, for jobs with webhook_secret, the database) unreachable; nothing was started"},
+    422: {
+        "description": "Invalid body or input_data (`detail[].loc` names the field), or Idempotency-Key reused with another body"
+    },
+    503: {
+        "description": "Temporal (or, for jobs with webhook_secret, the database) unreachable; nothing was started"
+    },
 }
 
 
@@ -73,14 +80,20 @@ async def submit(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             [
-                {"loc": ["body", "input_data", *field.split(".")], "msg": msg, "type": "value_error"}
+                {
+                    "loc": ["body", "input_data", *field.split(".")],
+                    "msg": msg,
+                    "type": "value_error",
+                }
                 for field, msg in exc.errors
             ],
         ) from None
     except job_service.BadField as exc:
         raise unprocessable(["body", exc.field], str(exc)) from None
     except job_service.IdempotencyMismatch as exc:
-        raise unprocessable(["header", "Idempotency-Key"], str(exc), "idempotency_mismatch") from None
+        raise unprocessable(
+            ["header", "Idempotency-Key"], str(exc), "idempotency_mismatch"
+        ) from None
     except job_service.ServiceUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     if result.replayed:
@@ -89,7 +102,9 @@ async def submit(
     return result.accepted
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted, responses=SUBMIT_RESPONSES)
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted, responses=SUBMIT_RESPONSES
+)
 async def create_job(
     body: JobCreate,
     response: Response,
@@ -154,7 +169,9 @@ async def read_job(
 ) -> JobView:
     """The job's status, output or error, per-step records, live progress and Temporal links."""
     try:
-        return await job_service.get_job_view(job_id, settings=settings, engine=engine, temporal=temporal)
+        return await job_service.get_job_view(
+            job_id, settings=settings, engine=engine, temporal=temporal
+        )
     except job_service.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 

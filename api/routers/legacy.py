@@ -45,13 +45,19 @@ async def create_job_legacy(
     return LegacyJobAccepted(**accepted.model_dump(), status_url=status_url)
 
 
-@router.get("/status/{job_id}", response_model=LegacyStatusView, responses={404: {"description": "Unknown job"}})
+@router.get(
+    "/status/{job_id}",
+    response_model=LegacyStatusView,
+    responses={404: {"description": "Unknown job"}},
+)
 async def read_status_legacy(
     job_id: str, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep, _: Principal
 ) -> LegacyStatusView:
     """Same as `GET /api/v1/jobs/{job_id}`; adds `result` = {output, metadata, steps_executed}."""
     try:
-        view = await job_service.get_job_view(job_id, settings=settings, engine=engine, temporal=temporal)
+        view = await job_service.get_job_view(
+            job_id, settings=settings, engine=engine, temporal=temporal
+        )
     except job_service.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     steps = (view.metadata or {}).get("steps") or []

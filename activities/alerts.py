@@ -1,0 +1,53 @@
+"""The `raise_alert` activity: store an alert, and post ERROR/CRITICAL ones to ALERT_WEBHOOK_URL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+from sqlalchemy.engine import Engine
+from temporalio import activity
+
+from activities.http_errors import error_for_status, error_for_transport
+from core.contracts import AlertInput
+from core.db import insert_alert
+from core.models import Alert
+from core.redaction import redact, redact_text
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+POSTED_LEVELS = frozenset({"ERROR", "CRITICAL"})
+
+
+class AlertActivities:
+    def __init__(self, settings: Settings, engine: Engine, client: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._client = client
+
+    @activity.defn(name="raise_alert")
+    async def raise_alert(self, alert: AlertInput) -> None:
+        payload = {
+            "level": alert.level,
+            "source": alert.source,
+            "message": redact_text(alert.message, truncate=False)[:2000],
+            "job_id": alert.job_id,
+            "details": redact(alert.details) if alert.details else None,
+        }
+        # Retried by Temporal until stored: an alert nobody can see is no alert.
+        await asyncio.to_thread(insert_alert, self._engine, Alert(**payload))
+        level = logging.ERROR if alert.level in POSTED_LEVELS else logging.WARNING
+        log.log(level, "alert %s: %s", alert.level, payload["message"])
+        url = self._settings.alert_webhook_url
+        if url and alert.level in POSTED_LEVELS and activity.info().attempt == 1:
+            try:
+                response = await self._client.post(url, json=payload)
+            except httpx.HTTPError as exc:
+                log.warning("%s", error_for_transport(exc, what="alert webhook"))
+                return
+            if response.status_code >= 300:
+                err = error_for_status(
+                    response.status_code, body=response.text, what="alert webhook"
+                )
+                log.warning("%s", err)

@@ -1,0 +1,81 @@
+"""The completion webhook as its own workflow (DESIGN §6.1).
+
+The interpreter starts it as a child with ParentClosePolicy.ABANDON, so a slow or failing
+receiver never keeps the job open, and every retry is visible in the Web UI. Attempts are
+retried with backoff (Retry-After honoured by the activity's errors) for up to 24 h; when the
+receiver gives up for good (410, other 4xx) or time runs out, an ERROR alert is raised.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.webhook_step_models import WebhookSendInput, WebhookSendOutput
+    from core.contracts import AlertInput, WebhookDeliveryInput, WebhookDeliveryResult
+    from core.errors import ErrorContext
+
+DELIVERY_WINDOW = timedelta(hours=24)
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=0,  # bounded by DELIVERY_WINDOW instead
+)
+
+
+@workflow.defn(name="WebhookDeliveryWorkflow")
+class WebhookDeliveryWorkflow:
+    @workflow.run
+    async def run(self, inp: WebhookDeliveryInput) -> WebhookDeliveryResult:
+        send = WebhookSendInput(
+            job_id=inp.job_id,
+            url=inp.url,
+            payload=inp.payload,
+            event=inp.event,
+            delivery_id=inp.delivery_id,
+            secret_ref=inp.secret_ref,
+        )
+        try:
+            out = await workflow.execute_activity(
+                "deliver_job_webhook",
+                send,
+                result_type=WebhookSendOutput,
+                start_to_close_timeout=timedelta(seconds=40),
+                schedule_to_close_timeout=DELIVERY_WINDOW,
+                retry_policy=DELIVERY_RETRY,
+                summary=f"deliver {inp.event}",
+            )
+        except ActivityError as exc:
+            error = ErrorContext.from_failure(exc)
+            await workflow.execute_activity(
+                "raise_alert",
+                AlertInput(
+                    level="ERROR",
+                    source="webhook",
+                    message=f"webhook delivery for job {inp.job_id} gave up: {error.message}",
+                    job_id=inp.job_id,
+                    details={
+                        "delivery_id": inp.delivery_id,
+                        "error": error.model_dump(mode="json"),
+                    },
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=30), maximum_attempts=0
+                ),
+                summary="alert: webhook exhausted",
+            )
+            return WebhookDeliveryResult(
+                delivered=False,
+                status_code=error.details.status_code,
+                attempts=error.attempt or 0,
+                error=error.model_dump(mode="json"),
+            )
+        return WebhookDeliveryResult(
+            delivered=True, status_code=out.status_code, attempts=out.attempt
+        )

@@ -329,6 +329,19 @@ async def get_job_view(
                 ui_url=_ui_url(settings, job_id, live["run_id"]),
             ),
         )
+    if live is not None and live["status"] in TERMINAL_STATUSES:
+        # Closed in Temporal but not yet in the mirror (the final mirror write is in flight, or
+        # the run was terminated/timed out from outside): reconcile now rather than show a
+        # status without its output or error.
+        from api.reconciler import reconcile_row
+
+        try:
+            await reconcile_row(engine, temporal, row)
+            row = await asyncio.to_thread(db.get_job, engine, job_id) or row
+        except Exception as exc:
+            log.warning("job %s: reconcile on read failed: %s", job_id, type(exc).__name__)
+        if row.status in TERMINAL_STATUSES:
+            return _view_from_row(row, settings, progress=None)
     view = _view_from_row(row, settings, progress=live.get("progress") if live else None)
     if live is not None:
         # The mirror lags Temporal by one activity; show the fresher status.

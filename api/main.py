@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from temporalio.client import Client
 
 from api.auth import check_auth_config
 from api.middleware import BodySizeLimit, JsonByDefault
+from api.reconciler import Reconciler
 from api.routers import health, jobs, legacy
 from api.temporal_link import TemporalLink
 from core.db import create_tables, make_engine
@@ -42,9 +44,14 @@ def create_app(
         app.state.engine = engine or make_engine(settings.database_url)
         create_tables(app.state.engine)
         app.state.temporal = TemporalLink(settings, temporal_client)
+        reconciler = Reconciler(app.state.engine, app.state.temporal)
+        reconcile_task = asyncio.create_task(reconciler.run_forever(), name="mirror-reconciler")
         try:
             yield
         finally:
+            reconcile_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconcile_task
             if own_engine:
                 app.state.engine.dispose()
 

@@ -202,3 +202,26 @@ def insert_alert(engine: Engine, alert: Alert) -> None:
     with Session(engine) as session:
         session.add(alert)
         session.commit()
+
+
+def unfinished_jobs(engine: Engine, *, updated_before: datetime, limit: int) -> list[Job]:
+    """Jobs the mirror still shows as queued/running, least recently updated first."""
+    with Session(engine) as session:
+        query = (
+            select(Job)
+            .where(Job.status.in_(("queued", "running")))  # type: ignore[attr-defined]
+            .where(Job.updated_at < updated_before)  # type: ignore[arg-type]
+            .order_by(Job.updated_at)  # type: ignore[arg-type]
+            .limit(limit)
+        )
+        return list(session.exec(query).all())
+
+
+def touch_job(engine: Engine, job_id: str) -> None:
+    """Mark a row as looked at, so the reconciler's scan moves on to others."""
+    with Session(engine) as session:
+        row = session.get(Job, job_id)
+        if row is not None:
+            row.updated_at = utcnow()
+            session.add(row)
+            session.commit()

@@ -51,6 +51,7 @@ class ErrorType(StrEnum):
     OUTPUT_INVALID = "OUTPUT_INVALID"
     # Ours.
     WORKFLOW_TIMEOUT = "WORKFLOW_TIMEOUT"
+    TERMINATED = "TERMINATED"
     CANCELLED = "CANCELLED"
     DATABASE_ERROR = "DATABASE_ERROR"
     INTERNAL_ERROR = "INTERNAL_ERROR"
@@ -72,6 +73,7 @@ CATEGORY_OF: dict[ErrorType, ErrorCategory] = {
     ErrorType.CONNECTION_ERROR: ErrorCategory.EXTERNAL_ERROR,
     ErrorType.OUTPUT_INVALID: ErrorCategory.EXTERNAL_ERROR,
     ErrorType.WORKFLOW_TIMEOUT: ErrorCategory.SYSTEM_ERROR,
+    ErrorType.TERMINATED: ErrorCategory.SYSTEM_ERROR,
     ErrorType.CANCELLED: ErrorCategory.USER_ERROR,
     ErrorType.DATABASE_ERROR: ErrorCategory.SYSTEM_ERROR,
     ErrorType.INTERNAL_ERROR: ErrorCategory.SYSTEM_ERROR,

@@ -1,0 +1,188 @@
+"""Keeps the mirror in line with Temporal for runs changed outside the interpreter.
+
+Operators terminate, cancel, reset and time out runs with the `temporal` CLI or the Web UI.
+The interpreter mirrors what it sees itself (including cancellation and reset runs, which
+re-execute its mirror activity); this loop covers the rest:
+
+1. rows still `queued`/`running` whose run has closed in Temporal (terminated, timed out,
+   failed before its final mirror) get the closed status, and the result when there is one;
+2. rows whose job Temporal shows running under a different run (reset to a later point) go
+   back to `running` with the new run id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.temporal_link import TemporalLink
+from core import db
+from core.contracts import INTERPRETER_WORKFLOW, TERMINAL_STATUSES, JobResult, MirrorUpdate
+from core.errors import ErrorContext, ErrorType
+from core.models import Job, utcnow
+
+log = logging.getLogger("llmflow.reconciler")
+
+CLOSED_STATUS = {
+    WorkflowExecutionStatus.COMPLETED: "completed",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TERMINATED: "failed",
+    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+}
+
+
+class Reconciler:
+    def __init__(
+        self,
+        engine: Engine,
+        temporal: TemporalLink,
+        *,
+        interval: float = 2.0,
+        batch: int = 100,
+        reset_window: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self._engine = engine
+        self._temporal = temporal
+        self._interval = interval
+        self._batch = batch
+        self._reset_window = reset_window
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.reconcile_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Temporal or the DB down: try again next round
+                log.warning("reconcile round failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self._interval)
+
+    async def reconcile_once(self) -> int:
+        """One pass; returns how many rows were changed."""
+        changed = 0
+        cutoff = utcnow() - timedelta(seconds=self._interval)
+        rows = await asyncio.to_thread(
+            db.unfinished_jobs, self._engine, updated_before=cutoff, limit=self._batch
+        )
+        for row in rows:
+            changed += await reconcile_row(self._engine, self._temporal, row)
+        changed += await self._adopt_reset_runs()
+        return changed
+
+    async def _adopt_reset_runs(self) -> int:
+        client = await self._temporal.client()
+        since = (utcnow() - self._reset_window).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = f'WorkflowType = "{INTERPRETER_WORKFLOW}" AND ExecutionStatus = "Running" AND StartTime > "{since}"'
+        changed = 0
+        async for wf in client.list_workflows(query, limit=self._batch):
+            row = await asyncio.to_thread(db.get_job, self._engine, wf.id)
+            if row is None or row.status not in TERMINAL_STATUSES or row.run_id == wf.run_id:
+                continue
+            await _write(
+                self._engine, row, wf.run_id, "running", started_at=wf.start_time.isoformat()
+            )
+            changed += 1
+        return changed
+
+
+async def reconcile_row(engine: Engine, temporal: TemporalLink, row: Job) -> int:
+    """Bring one unfinished row in line with its run in Temporal; returns 1 if it changed."""
+    client = await temporal.client()
+    handle = client.get_workflow_handle(row.job_id, result_type=JobResult)
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return 0  # submitted but never started, or retention expired: nothing to mirror
+    status = CLOSED_STATUS.get(desc.status) if desc.status else None
+    if status is None:
+        if desc.run_id != row.run_id and row.status == "running" and row.run_id is not None:
+            await _write(
+                engine, row, desc.run_id, "running", started_at=desc.start_time.isoformat()
+            )
+            return 1
+        await asyncio.to_thread(db.touch_job, engine, row.job_id)
+        return 0
+    update = await _closed_update(row, handle, desc, status)
+    await asyncio.to_thread(db.upsert_job, engine, update)
+    log.info("job %s: mirror reconciled to %s (run %s)", row.job_id, update.status, desc.run_id)
+    return 1
+
+
+async def _closed_update(row: Job, handle, desc, status: str) -> MirrorUpdate:  # type: ignore[no-untyped-def]
+    completed_at = desc.close_time.isoformat() if desc.close_time else None
+    base = {
+        "job_id": row.job_id,
+        "run_id": desc.run_id,
+        "workflow_name": row.workflow_name,
+        "workflow_version": row.workflow_version,
+        "started_at": desc.start_time.isoformat(),
+        "completed_at": completed_at,
+    }
+    if desc.status == WorkflowExecutionStatus.COMPLETED:
+        result: JobResult = await handle.result()
+        return MirrorUpdate(
+            **base,
+            status=result.status,
+            output=result.output,
+            error=result.error,
+            metadata=result.metadata.model_dump(mode="json"),
+        )
+    if desc.status == WorkflowExecutionStatus.TERMINATED:
+        reason = await _failure_message(handle)
+        error = ErrorContext.of(
+            ErrorType.TERMINATED,
+            f"terminated outside llmflow: {reason}" if reason else "terminated outside llmflow",
+            retryable=False,
+            details={"suggestions": ["rerun the job, or reset the run with the temporal CLI"]},
+        )
+    elif desc.status == WorkflowExecutionStatus.TIMED_OUT:
+        error = ErrorContext.of(
+            ErrorType.WORKFLOW_TIMEOUT,
+            "the run hit its Temporal execution timeout",
+            retryable=False,
+        )
+    elif desc.status == WorkflowExecutionStatus.CANCELED:
+        error = ErrorContext.of(ErrorType.CANCELLED, "job was cancelled", retryable=False)
+    else:
+        try:
+            await handle.result()
+            error = ErrorContext.of(ErrorType.INTERNAL_ERROR, "run failed", retryable=False)
+        except WorkflowFailureError as exc:
+            error = ErrorContext.from_failure(exc.cause)
+    return MirrorUpdate(
+        **base, status=status, error=error.model_dump(mode="json"), metadata=row.job_metadata
+    )  # type: ignore[arg-type]
+
+
+async def _write(
+    engine: Engine, row: Job, run_id: str, status: str, *, started_at: str | None
+) -> None:
+    update = MirrorUpdate(
+        job_id=row.job_id,
+        run_id=run_id,
+        workflow_name=row.workflow_name,
+        workflow_version=row.workflow_version,
+        status=status,  # type: ignore[arg-type]
+        started_at=started_at,
+    )
+    await asyncio.to_thread(db.upsert_job, engine, update)
+    log.info("job %s: mirror follows run %s (%s)", row.job_id, run_id, status)
+
+
+async def _failure_message(handle) -> str | None:  # type: ignore[no-untyped-def]
+    try:
+        await handle.result()
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        return getattr(cause, "message", None) or str(cause)
+    except Exception:
+        return None
+    return None

@@ -120,8 +120,7 @@ class ValidationResult(BaseModel):
                     "errors": [
                         {
                             "path": "$.steps[0].config.prompt_template",
-                            "message": "prompt path '../../etc/passwd' points outside "
-                            "PROMPTS_DIR",
+                            "message": "prompt path '../../etc/passwd' points outside PROMPTS_DIR",
                         }
                     ],
                     "warnings": [],

@@ -38,6 +38,9 @@ class RunOptions(BaseModel):
     # Outputs recorded by an earlier run, reused instead of re-running those steps (rerun).
     reuse_steps: dict[str, Any] = Field(default_factory=dict)
     mirror: bool = True
+    # How long the interpreter itself retries a mirror write before handing it to a detached
+    # MirrorWorkflow and finishing the job (the database being down never holds a job open).
+    mirror_budget_seconds: float = 120.0
 
 
 class InterpreterInput(BaseModel):
@@ -102,6 +105,7 @@ class MirrorUpdate(BaseModel):
 
 
 WEBHOOK_DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"
+MIRROR_WORKFLOW = "MirrorWorkflow"
 
 
 class WebhookDeliveryInput(BaseModel):

@@ -25,6 +25,7 @@ from activities.webhook_step import WebhookActivities
 from core.db import create_tables, make_engine
 from core.settings import Settings
 from worker.interpreter import InterpreterWorkflow
+from worker.mirror_workflow import MirrorWorkflow
 from worker.webhook_delivery import WebhookDeliveryWorkflow
 from workflow_defs.services import ServiceRegistry, load_services
 
@@ -97,7 +98,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[InterpreterWorkflow, WebhookDeliveryWorkflow],
+        workflows=[InterpreterWorkflow, WebhookDeliveryWorkflow, MirrorWorkflow],
         activities=[
             llm.llm_call,
             external.external_api_call,

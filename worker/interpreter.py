@@ -17,11 +17,12 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
+        MIRROR_WORKFLOW,
         WEBHOOK_DELIVERY_WORKFLOW,
         InterpreterInput,
         JobMetadata,
@@ -135,7 +136,10 @@ class InterpreterWorkflow:
         workflow.set_current_details(self._details())
         workflow.upsert_search_attributes([JOB_STATUS_SA.value_set(status)])
         if running_mirror is not None:
-            await running_mirror
+            try:
+                await running_mirror[0]
+            except ActivityError:
+                pass  # the final write below carries everything the "running" row would
         final_mirror = self._mirror(
             inp,
             defn,
@@ -145,7 +149,19 @@ class InterpreterWorkflow:
             result=result,
         )
         if final_mirror is not None:
-            await final_mirror
+            handle, update = final_mirror
+            try:
+                await handle
+            except ActivityError:
+                # The database stayed down past the budget: finish the job anyway and leave a
+                # detached workflow retrying the write until the database is back.
+                await workflow.start_child_workflow(
+                    MIRROR_WORKFLOW,
+                    update,
+                    id=f"{inp.job_id}:mirror:{workflow.info().run_id}",
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                    static_summary=f"mirror {status} (database was unavailable)",
+                )
         if inp.webhook is not None:
             await self._start_webhook(inp, defn, result)
 
@@ -387,10 +403,12 @@ class InterpreterWorkflow:
             error=result.error if result else None,
             metadata=result.metadata.model_dump(mode="json") if result else None,
         )
-        return workflow.start_activity(
+        handle = workflow.start_activity(
             "mirror_job",
             update,
             start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(seconds=inp.options.mirror_budget_seconds),
             retry_policy=MIRROR_RETRY,
             summary=f"mirror: {status}",
         )
+        return handle, update

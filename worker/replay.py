@@ -14,12 +14,13 @@ from temporalio.worker import Replayer, WorkflowReplayResult
 
 from worker.app import sandbox_runner
 from worker.interpreter import InterpreterWorkflow
+from worker.mirror_workflow import MirrorWorkflow
 from worker.webhook_delivery import WebhookDeliveryWorkflow
 
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[InterpreterWorkflow, WebhookDeliveryWorkflow],
+        workflows=[InterpreterWorkflow, WebhookDeliveryWorkflow, MirrorWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=sandbox_runner(),
     )

@@ -1,0 +1,263 @@
+"""The component checks behind GET /api/v1/health/detailed: plain async functions.
+
+Each check is bounded by a timeout and never raises, so the endpoint answers within about one
+timeout even when a component hangs. Failure details go through the redactor: a driver's
+message may quote a connection string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from sqlalchemy.engine import Engine
+from temporalio.api.enums.v1 import NamespaceState, TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
+
+from api.temporal_link import TemporalLink
+from core.db import ping
+from core.redaction import redact_text
+from core.settings import Settings
+
+CHECK_TIMEOUT_SECONDS = 3.0
+MAX_DETAIL_CHARS = 300
+
+
+class DatabaseHealth(BaseModel):
+    status: Literal["ok", "error"]
+    detail: str | None = Field(default=None, description="Dialect when ok, the failure otherwise")
+    latency_ms: float | None = None
+
+
+class TemporalHealth(BaseModel):
+    status: Literal["ok", "error"]
+    namespace: str
+    detail: str | None = None
+    latency_ms: float | None = None
+
+
+class WorkerHealth(BaseModel):
+    status: Literal["ok", "error"] = Field(description="error when no worker polls the queue")
+    task_queue: str
+    pollers: list[str] = Field(
+        default_factory=list,
+        description="Identities of workers polling the workflow task queue (Temporal keeps a "
+        "stopped worker listed for a few minutes)",
+    )
+    detail: str | None = None
+
+
+class RedisHealth(BaseModel):
+    status: Literal["ok", "error", "disabled"] = Field(
+        description="disabled when REDIS_URL is unset (cache and limits stay in-process)"
+    )
+    detail: str | None = None
+    latency_ms: float | None = None
+
+
+class DetailedComponents(BaseModel):
+    database: DatabaseHealth
+    temporal: TemporalHealth
+    worker: WorkerHealth
+    redis: RedisHealth
+
+
+class DetailedHealth(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "degraded",
+                    "components": {
+                        "database": {"status": "ok", "detail": "postgresql", "latency_ms": 1.8},
+                        "temporal": {
+                            "status": "ok",
+                            "namespace": "default",
+                            "detail": "localhost:7233",
+                            "latency_ms": 3.2,
+                        },
+                        "worker": {
+                            "status": "error",
+                            "task_queue": "llm-workflows",
+                            "pollers": [],
+                            "detail": "no worker is polling the task queue",
+                        },
+                        "redis": {"status": "disabled", "detail": "REDIS_URL is not set"},
+                    },
+                }
+            ]
+        }
+    )
+
+    status: Literal["ok", "degraded"]
+    components: DetailedComponents
+
+
+def _elapsed_ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)
+
+
+def _failure(exc: BaseException, within: float) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return f"no answer within {within:g}s"
+    message = redact_text(" ".join(str(exc).split()), truncate=False)
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
+
+
+async def check_database(
+    engine: Engine, *, within: float = CHECK_TIMEOUT_SECONDS
+) -> DatabaseHealth:
+    start = time.perf_counter()
+    try:
+        await asyncio.wait_for(asyncio.to_thread(ping, engine), within)
+    except Exception as exc:
+        return DatabaseHealth(
+            status="error", detail=_failure(exc, within), latency_ms=_elapsed_ms(start)
+        )
+    return DatabaseHealth(status="ok", detail=engine.dialect.name, latency_ms=_elapsed_ms(start))
+
+
+async def check_temporal(
+    temporal: TemporalLink, settings: Settings, *, within: float = CHECK_TIMEOUT_SECONDS
+) -> TemporalHealth:
+    """Is the namespace the gateway starts jobs in reachable and registered."""
+    start = time.perf_counter()
+    namespace = settings.temporal_namespace
+
+    async def probe() -> int:
+        nonlocal namespace
+        client = await temporal.client()
+        namespace = client.namespace
+        resp = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=namespace), timeout=timedelta(seconds=within)
+        )
+        return int(resp.namespace_info.state)
+
+    try:
+        state = await asyncio.wait_for(probe(), within)
+    except Exception as exc:
+        return TemporalHealth(
+            status="error",
+            namespace=namespace,
+            detail=_failure(exc, within),
+            latency_ms=_elapsed_ms(start),
+        )
+    if state != NamespaceState.NAMESPACE_STATE_REGISTERED:
+        return TemporalHealth(
+            status="error",
+            namespace=namespace,
+            detail=f"namespace state {NamespaceState.Name(state)}",
+            latency_ms=_elapsed_ms(start),
+        )
+    return TemporalHealth(
+        status="ok",
+        namespace=namespace,
+        detail=settings.temporal_address,
+        latency_ms=_elapsed_ms(start),
+    )
+
+
+async def check_worker(
+    temporal: TemporalLink, task_queue: str, *, within: float = CHECK_TIMEOUT_SECONDS
+) -> WorkerHealth:
+    """Workers polling the workflow task queue: without one, accepted jobs only queue up."""
+
+    async def probe() -> list[str]:
+        client = await temporal.client()
+        resp = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            ),
+            timeout=timedelta(seconds=within),
+        )
+        return sorted({p.identity for p in resp.pollers})
+
+    try:
+        pollers = await asyncio.wait_for(probe(), within)
+    except Exception as exc:
+        return WorkerHealth(status="error", task_queue=task_queue, detail=_failure(exc, within))
+    if not pollers:
+        return WorkerHealth(
+            status="error", task_queue=task_queue, detail="no worker is polling the task queue"
+        )
+    return WorkerHealth(
+        status="ok", task_queue=task_queue, pollers=pollers, detail=f"{len(pollers)} poller(s)"
+    )
+
+
+async def check_redis(
+    redis_url: str | None,
+    client: Redis | None = None,
+    *,
+    within: float = CHECK_TIMEOUT_SECONDS,
+) -> RedisHealth:
+    """PING through the shared client when the app has one, else through a short-lived one."""
+    if not redis_url:
+        return RedisHealth(status="disabled", detail="REDIS_URL is not set")
+    start = time.perf_counter()
+    own = client is None
+    if client is None:
+        # No retries: the answer is about Redis now, and the timeout bounds it anyway.
+        client = Redis.from_url(
+            redis_url,
+            socket_connect_timeout=within,
+            socket_timeout=within,
+            retry=Retry(NoBackoff(), 0),
+        )
+    try:
+        await asyncio.wait_for(client.ping(), within)
+    except Exception as exc:
+        return RedisHealth(
+            status="error", detail=_failure(exc, within), latency_ms=_elapsed_ms(start)
+        )
+    finally:
+        if own:
+            await _close_quietly(client)
+    return RedisHealth(status="ok", latency_ms=_elapsed_ms(start))
+
+
+async def _close_quietly(client: Redis) -> None:
+    try:
+        await asyncio.wait_for(client.aclose(), 1)
+    except Exception:
+        pass  # a client that never connected has nothing worth reporting on close
+
+
+async def detailed_health(
+    settings: Settings,
+    engine: Engine,
+    temporal: TemporalLink,
+    redis_client: Redis | None = None,
+    *,
+    within: float = CHECK_TIMEOUT_SECONDS,
+) -> DetailedHealth:
+    """All checks at once; degraded unless the database, Temporal, a worker and (when
+    configured) Redis are ok."""
+    database, temporal_health, worker, redis = await asyncio.gather(
+        check_database(engine, within=within),
+        check_temporal(temporal, settings, within=within),
+        check_worker(temporal, settings.temporal_task_queue, within=within),
+        check_redis(settings.redis_url, redis_client, within=within),
+    )
+    ok = (
+        database.status == "ok"
+        and temporal_health.status == "ok"
+        and worker.status == "ok"
+        and redis.status != "error"
+    )
+    return DetailedHealth(
+        status="ok" if ok else "degraded",
+        components=DetailedComponents(
+            database=database, temporal=temporal_health, worker=worker, redis=redis
+        ),
+    )

@@ -1,0 +1,219 @@
+"""/api/v1/workflows: the registered definitions, their input schema and graph, and a validator."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Query, status
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from api.auth import Principal
+from api.deps import CatalogDep, SettingsDep
+from api.workflow_graph import mermaid_flowchart
+from api.workflow_schemas import (
+    ValidationResult,
+    WorkflowDetail,
+    WorkflowGraph,
+    WorkflowSummary,
+    detail_of,
+    issues,
+    summary_of,
+)
+from workflow_defs.catalog import Catalog
+from workflow_defs.loader import DefinitionError, LoadedDefinition, validate_definition
+
+router = APIRouter(prefix="/workflows", tags=["workflows"])
+
+Version = Annotated[
+    str | None,
+    Query(max_length=50, description="A version; the newest when omitted", examples=["1.0.0"]),
+]
+NOT_FOUND = {
+    404: {
+        "description": "Unknown workflow or version",
+        "content": {
+            "application/json": {
+                "example": {
+                    "detail": "workflow 'quickstart' version 9.9.9 not found; versions: 1.0.0"
+                }
+            }
+        },
+    }
+}
+AUTH = {401: {"description": "Missing or invalid API key (when API_KEYS is set)"}}
+
+VALID_EXAMPLE = {
+    "name": "hello",
+    "version": "1.0.0",
+    "inputs": [{"name": "who", "type": "string", "required": True}],
+    "steps": [
+        {
+            "id": "greet",
+            "type": "transform",
+            "config": {
+                "operation": "template",
+                "config": {"template": "Hello, ${who}!", "variables": {"who": "${input.who}"}},
+            },
+        }
+    ],
+    "output": "${steps.greet.output}",
+}
+INVALID_EXAMPLE = {
+    "name": "leaky",
+    "steps": [
+        {
+            "id": "ask",
+            "type": "llm",
+            "config": {"model": "openai/gpt-4o-mini", "prompt_template": "../../etc/passwd"},
+        },
+        {"id": "later", "type": "parallel", "config": {}},
+    ],
+}
+
+
+def _find(catalog: Catalog, name: str, version: str | None) -> LoadedDefinition:
+    loaded = catalog.definitions.get(name, version)
+    if loaded is None:
+        known = catalog.definitions.versions(name)
+        if not known:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"workflow {name!r} not found")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"workflow {name!r} version {version} not found; versions: {', '.join(known)}",
+        )
+    return loaded
+
+
+@router.get("", response_model=list[WorkflowSummary], responses=AUTH)
+async def list_workflows(catalog: CatalogDep, _: Principal) -> list[WorkflowSummary]:
+    """Every registered workflow with its versions (newest first) and the latest's inputs."""
+    registry = catalog.definitions
+    return [
+        summary_of(loaded, registry.versions(name))
+        for name in registry.names()
+        if (loaded := registry.get(name)) is not None
+    ]
+
+
+@router.post(
+    "/validate",
+    response_model=ValidationResult,
+    responses={
+        **AUTH,
+        400: {"description": "Malformed JSON"},
+        413: {"description": "Body over MAX_REQUEST_BYTES"},
+    },
+)
+async def validate_workflow(
+    body: Annotated[
+        Any,
+        Body(
+            description="A workflow definition, as in a WORKFLOW_DEFS_DIR file",
+            openapi_examples={
+                "valid": {"summary": "A valid definition", "value": VALID_EXAMPLE},
+                "invalid": {
+                    "summary": "A prompt outside PROMPTS_DIR and an unknown step type",
+                    "value": INVALID_EXAMPLE,
+                },
+            },
+        ),
+    ],
+    settings: SettingsDep,
+    catalog: CatalogDep,
+    _: Principal,
+) -> ValidationResult:
+    """Check a definition exactly as the gateway and worker do at start, without registering it.
+
+    Always 200 for a well-formed JSON body: `valid` says whether it loads, and each error or
+    warning carries the JSON path it is about (`$.steps[0].config.prompt_template`). A body
+    that is JSON but not an object (an array, a string) is answered `valid: false` with an
+    error at `$`. Prompt templates are read from PROMPTS_DIR and must stay inside it; external
+    API steps must name a service and operation of the registry.
+    """
+    try:
+        loaded = await asyncio.to_thread(
+            validate_definition,
+            body,
+            source="request",
+            prompts_dir=settings.prompts_dir,
+            has_service=catalog.services.has,
+        )
+    except DefinitionError as exc:
+        return ValidationResult(
+            valid=False,
+            errors=issues(exc.problems),
+            name=_str_field(body, "name"),
+            version=_str_field(body, "version"),
+        )
+    return ValidationResult(
+        valid=True, warnings=issues(loaded.warnings), name=loaded.name, version=loaded.version
+    )
+
+
+def _str_field(body: Any, key: str) -> str | None:
+    value = body.get(key) if isinstance(body, dict) else None
+    return value if isinstance(value, str) else None
+
+
+@router.get("/{name}", response_model=WorkflowDetail, responses={**NOT_FOUND, **AUTH})
+async def read_workflow(
+    name: str, catalog: CatalogDep, _: Principal, version: Version = None
+) -> WorkflowDetail:
+    """One definition: its steps, output, input schema (JSON Schema) and content hash."""
+    loaded = _find(catalog, name, version)
+    return detail_of(loaded, catalog.definitions.versions(name))
+
+
+GRAPH_EXAMPLE = (
+    "flowchart TD\n"
+    '    wf_start(("Start"))\n'
+    '    s0(["classify (llm)"])\n'
+    '    s1[/"customer_profile (http)<br/>on error: continue"/]\n'
+    '    wf_end(("End"))\n'
+    "    wf_start --> s0\n"
+    '    s0 -.->|"when: input.crm_url != null"| s1\n'
+    "    s1 --> wf_end\n"
+    '    s0 -.->|"skip customer_profile"| wf_end\n'
+)
+
+
+@router.get(
+    "/{name}/graph",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": 'Mermaid source; `format=json` wraps it as `{"mermaid": …}`',
+            "content": {
+                "text/plain": {"schema": {"type": "string"}, "example": GRAPH_EXAMPLE},
+                "application/json": {
+                    "schema": WorkflowGraph.model_json_schema(),
+                    "example": {"mermaid": GRAPH_EXAMPLE},
+                },
+            },
+        },
+        **NOT_FOUND,
+        **AUTH,
+    },
+)
+async def workflow_graph(
+    name: str,
+    catalog: CatalogDep,
+    _: Principal,
+    version: Version = None,
+    format: Annotated[
+        Literal["text", "json"], Query(description="`text` (Mermaid source) or `json`")
+    ] = "text",
+) -> Response:
+    """The steps as a Mermaid flowchart: Start, each step in order, End.
+
+    Shapes: llm = stadium, external_api = subroutine, http = parallelogram, webhook =
+    reversed parallelogram, transform = rectangle. A step with `when` is reached by a dashed
+    edge labelled with its condition, and dashed `skip …` edges bypass it. Steps whose errors
+    don't fail the job (`error_mode` continue/retry) say so and have a dashed border.
+    """
+    loaded = _find(catalog, name, version)
+    text = mermaid_flowchart(loaded.definition)
+    if format == "json":
+        return JSONResponse(WorkflowGraph(mermaid=text).model_dump())
+    return PlainTextResponse(text)

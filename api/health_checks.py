@@ -132,14 +132,14 @@ async def check_temporal(
     start = time.perf_counter()
     namespace = settings.temporal_namespace
 
-    async def probe() -> int:
+    async def probe() -> NamespaceState.ValueType:
         nonlocal namespace
         client = await temporal.client()
         namespace = client.namespace
         resp = await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=namespace), timeout=timedelta(seconds=within)
         )
-        return int(resp.namespace_info.state)
+        return resp.namespace_info.state
 
     try:
         state = await asyncio.wait_for(probe(), within)

@@ -29,7 +29,7 @@ Version = Annotated[
     str | None,
     Query(max_length=50, description="A version; the newest when omitted", examples=["1.0.0"]),
 ]
-NOT_FOUND = {
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {
         "description": "Unknown workflow or version",
         "content": {
@@ -41,7 +41,9 @@ NOT_FOUND = {
         },
     }
 }
-AUTH = {401: {"description": "Missing or invalid API key (when API_KEYS is set)"}}
+AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key (when API_KEYS is set)"}
+}
 
 VALID_EXAMPLE = {
     "name": "hello",
@@ -201,8 +203,9 @@ async def workflow_graph(
     catalog: CatalogDep,
     _: Principal,
     version: Version = None,
-    format: Annotated[
-        Literal["text", "json"], Query(description="`text` (Mermaid source) or `json`")
+    output_format: Annotated[
+        Literal["text", "json"],
+        Query(alias="format", description="`text` (Mermaid source) or `json`"),
     ] = "text",
 ) -> Response:
     """The steps as a Mermaid flowchart: Start, each step in order, End.
@@ -214,6 +217,6 @@ async def workflow_graph(
     """
     loaded = _find(catalog, name, version)
     text = mermaid_flowchart(loaded.definition)
-    if format == "json":
+    if output_format == "json":
         return JSONResponse(WorkflowGraph(mermaid=text).model_dump())
     return PlainTextResponse(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -28,7 +29,7 @@ class AlertActivities:
 
     @activity.defn(name="raise_alert")
     async def raise_alert(self, alert: AlertInput) -> None:
-        payload = {
+        payload: dict[str, Any] = {
             "level": alert.level,
             "source": alert.source,
             "message": redact_text(alert.message, truncate=False)[:2000],

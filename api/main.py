@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,7 +17,7 @@ from temporalio.client import Client
 from api.auth import check_auth_config
 from api.middleware import BodySizeLimit, JsonByDefault
 from api.reconciler import Reconciler
-from api.routers import health, jobs, legacy
+from api.routers import health, jobs, legacy, workflows
 from api.temporal_link import TemporalLink
 from core.db import create_tables, make_engine
 from core.logging import setup_logging
@@ -44,6 +45,7 @@ def create_app(
         app.state.engine = engine or make_engine(settings.database_url)
         create_tables(app.state.engine)
         app.state.temporal = TemporalLink(settings, temporal_client)
+        app.state.redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
         reconciler = Reconciler(app.state.engine, app.state.temporal)
         reconcile_task = asyncio.create_task(reconciler.run_forever(), name="mirror-reconciler")
         try:
@@ -52,6 +54,8 @@ def create_app(
             reconcile_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reconcile_task
+            if app.state.redis is not None:
+                await app.state.redis.aclose()
             if own_engine:
                 app.state.engine.dispose()
 
@@ -68,6 +72,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(legacy.router, prefix=API_PREFIX)
+    app.include_router(workflows.router, prefix=API_PREFIX)
+    app.include_router(health.detailed_router, prefix=API_PREFIX)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
@@ -20,6 +21,12 @@ async def gateway(
     settings: Settings, *, engine: Engine | None = None, temporal_client: Client | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, engine=engine, temporal_client=temporal_client)
+    async with serve(app) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

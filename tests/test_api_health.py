@@ -19,7 +19,8 @@ from api.health_checks import check_redis
 from core.db import make_engine
 from core.settings import Settings
 from tests import harness
-from tests.test_api_workflows import build_app, serve
+from tests.api_server import serve
+from tests.test_api_workflows import build_app
 
 DETAILED = "/api/v1/health/detailed"
 DEAD_REDIS = "redis://127.0.0.1:1/0"

@@ -3,22 +3,20 @@ validate with JSON paths, and the Mermaid graph."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
-from api.main import API_PREFIX, create_app
-from api.routers import health, workflows
+from api.main import create_app
 from api.workflow_graph import escape_label, mermaid_flowchart
 from core.settings import Settings
+from tests.api_server import serve
 from workflow_defs.catalog import load_catalog
 from workflow_defs.schema import WorkflowDefinition
 
@@ -26,33 +24,7 @@ from workflow_defs.schema import WorkflowDefinition
 def build_app(
     settings: Settings, *, engine: Engine | None = None, temporal_client: Client | None = None
 ) -> FastAPI:
-    """create_app plus the workflows and detailed-health routers, unless main.py has them."""
-    app = create_app(settings, engine=engine, temporal_client=temporal_client)
-    paths = {getattr(route, "path", None) for route in app.routes}
-    if f"{API_PREFIX}/workflows" not in paths:
-        app.include_router(workflows.router, prefix=API_PREFIX)
-    if f"{API_PREFIX}/health/detailed" not in paths:
-        app.include_router(health.detailed_router, prefix=API_PREFIX)
-    return app
-
-
-@contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """tests.api_server.gateway for an app built by the test: uvicorn + lifespan, free port."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()  # surface a startup error
-            await asyncio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await task
+    return create_app(settings, engine=engine, temporal_client=temporal_client)
 
 
 @contextlib.asynccontextmanager
@@ -372,7 +344,10 @@ async def test_openapi_documents_the_workflow_routes_with_examples(
     paths = spec["paths"]
     assert set(examples) == {"valid", "invalid"}
     assert good.json()["valid"] is True, good.text
-    assert [e["path"] for e in bad.json()["errors"]] == ["$.steps[1].type"]
+    assert {e["path"] for e in bad.json()["errors"]} == {
+        "$.steps[0].config.variables",
+        "$.steps[0].config.prompt_template",
+    }
     assert "not an object" in validate["description"]
     detail = paths["/api/v1/workflows/{name}"]["get"]
     assert "404" in detail["responses"]

@@ -793,6 +793,41 @@ def test_markdown_generic_sections() -> None:
     }
 
 
+# --- hostile input ----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "### a\n**Phone**: " + "[" * 100_000,
+        "### a\n**Website**: " + "[a](" * 30_000,
+        "### a\n**Website**: " + "<http:" * 30_000,
+        "### a\n**Fit Score**: " + "9" * 100_000,
+        "## " + "# " * 50_000 + "x",
+        "## Meeting Locations\n### Primary Meeting Location: X\n**Practical Details**: "
+        + "no " * 30_000
+        + "parking",
+    ],
+)
+def test_markdown_hostile_input_stays_linear(text: str) -> None:
+    out = run("markdown_to_json", text, schema="emergency_contacts")
+    assert set(out) == {"contacts", "meeting_locations"}
+    assert run("markdown_to_json", text)["sections"]
+
+
+def test_hostile_numbers_and_json() -> None:
+    assert run("json_parse", "[" * 100_000, default="bad") == "bad"
+    fails("json_parse", "x {" * 50_000, "input")
+    assert run("to_number", "9" * 10_000, default=None) is None
+    fails("to_number", "9" * 10_000, "input")
+    reply = "### a\n**Fit Score**: " + "9" * 50 + "\n"
+    assert (
+        run("markdown_to_json", reply, schema="emergency_contacts")["contacts"][0]["fit_score"]
+        == 100
+    )
+
+
 # --- purity -----------------------------------------------------------------------------------
 
 ALLOWED_IMPORTS = {

@@ -67,9 +67,13 @@ INVALID_EXAMPLE = {
         {
             "id": "ask",
             "type": "llm",
-            "config": {"model": "openai/gpt-4o-mini", "prompt_template": "../../etc/passwd"},
+            "config": {
+                "model": "openai/gpt-4o-mini",
+                "prompt_template": "../../etc/passwd",
+                "variables": {"topic": "${steps.later.output}"},
+            },
         },
-        {"id": "later", "type": "parallel", "config": {}},
+        {"id": "later", "type": "transform", "config": {"operation": "join", "input": []}},
     ],
 }
 
@@ -115,7 +119,7 @@ async def validate_workflow(
             openapi_examples={
                 "valid": {"summary": "A valid definition", "value": VALID_EXAMPLE},
                 "invalid": {
-                    "summary": "A prompt outside PROMPTS_DIR and an unknown step type",
+                    "summary": "A prompt outside PROMPTS_DIR and a reference to a later step",
                     "value": INVALID_EXAMPLE,
                 },
             },

@@ -131,7 +131,7 @@ _PRIORITY_WORDS = {
 def parse_fit_score(text: str | None) -> int | None:
     if not text:
         return None
-    m = re.search(r"(\d+(?:\.\d+)?)\s*(?:/\s*(\d+(?:\.\d+)?)|%)?", text)
+    m = re.search(r"(\d{1,9}(?:\.\d{1,9})?)\s*(?:/\s*(\d{1,9}(?:\.\d{1,9})?)|%)?", text)
     if m is None:
         return None
     value = float(m.group(1))

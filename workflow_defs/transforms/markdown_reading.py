@@ -33,8 +33,10 @@ _BOLD_FIELD = re.compile(
 _PLAIN_FIELD = re.compile(
     r"^\s*(?:[-*+•]\s+|\d+[.)]\s+)?(?P<label>[A-Za-z0-9][\w /&'()-]{0,40}?)\s*:\s*(?P<value>.*)$"
 )
+# Character classes exclude the opening delimiters so that a failed match stops at the next
+# bracket: "[[[[…" or "<http:<http:…" in a long reply stays linear, not quadratic.
 _LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)[^)]*\)")
-_AUTOLINK = re.compile(r"<((?:https?|mailto|tel):[^>\s]+)>")
+_AUTOLINK = re.compile(r"<((?:https?|mailto|tel):[^<>\s]+)>")
 _PLACEHOLDERS = frozenset(
     {
         "",

@@ -143,7 +143,10 @@ def parse_number(text: str) -> int | float | None:
     s = s.removesuffix("%")
     if not _NUMBER.fullmatch(s):
         return None
-    value: int | float = float(s) if any(c in s for c in ".eE") else int(s)
+    try:
+        value: int | float = float(s) if any(c in s for c in ".eE") else int(s)
+    except ValueError:  # more digits than int() accepts (sys.get_int_max_str_digits)
+        return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return -value if negative else value

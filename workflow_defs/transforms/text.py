@@ -118,12 +118,12 @@ def parse_json_text(text: str) -> Any:
     stripped = text.strip().lstrip("\ufeff")
     try:
         return json.loads(stripped)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[…"
         first_error = exc
     for m in _FENCE.finditer(stripped):
         try:
             return json.loads(m.group(1).strip())
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
     decoder = json.JSONDecoder()
     tries = 0
@@ -133,7 +133,7 @@ def parse_json_text(text: str) -> Any:
             break
         try:
             value, _end = decoder.raw_decode(stripped, m.start())
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         return value
     raise ValueError(str(first_error))
@@ -146,7 +146,7 @@ def _json_parse(data: Any, config: Mapping[str, Any]) -> Any:
         return data  # already parsed (e.g. an llm step's `data`)
     try:
         return parse_json_text(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         if "default" in config:
             return config["default"]
         raise TransformError(

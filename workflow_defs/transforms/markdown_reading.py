@@ -35,7 +35,7 @@ _PLAIN_FIELD = re.compile(
 )
 # Character classes exclude the opening delimiters so that a failed match stops at the next
 # bracket: "[[[[…" or "<http:<http:…" in a long reply stays linear, not quadratic.
-_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)[^)]*\)")
+_LINK = re.compile(r"\[([^\[\]\n]*)\]\(([^()\s]*)[^()\n]*\)")
 _AUTOLINK = re.compile(r"<((?:https?|mailto|tel):[^<>\s]+)>")
 _PLACEHOLDERS = frozenset(
     {

@@ -301,3 +301,32 @@ async def test_missing_provider_key_in_production_is_a_config_error(
     row = get_job(engine, handle.id)
     assert row is not None and row.error is not None and row.error["category"] == "CONFIG_ERROR"
     assert row.job_metadata["steps"][0]["attempts"] == 1
+
+
+async def test_filter_condition_can_compare_items_with_run_input(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    defn = definition(
+        {
+            "id": "good",
+            "type": "transform",
+            "config": {
+                "operation": "filter",
+                "input": "${input.places}",
+                "config": {"condition": "item.rating >= ${input.min_rating}"},
+            },
+        }
+    )
+    places = [
+        {"name": "a", "rating": 4.5},
+        {"name": "b", "rating": 3.0},
+        {"name": "c", "rating": 4.0},
+    ]
+    async with harness.running_worker(temporal_client, settings, engine):
+        result = await harness.run(
+            temporal_client,
+            settings,
+            harness.load(defn, settings),
+            {"places": places, "min_rating": 4},
+        )
+    assert [p["name"] for p in result.output] == ["a", "c"]

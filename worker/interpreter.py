@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from workflow_defs.references import Resolver
     from workflow_defs.schema import ACTIVITY_STEP_TYPES, TransformStep, WorkflowDefinition
     from workflow_defs.transforms import TransformError, apply_transform
+    from workflow_defs.transforms.lists import SCOPE_KEY as FILTER_SCOPE_KEY
     from workflow_defs.validation import transform_resolvable_config
 
 WORKFLOW_NAME_SA = SearchAttributeKey.for_keyword("WorkflowName")
@@ -256,6 +257,8 @@ class InterpreterWorkflow:
             data = resolver.resolve(cfg.input)
         else:
             data = namespace
+        if cfg.operation == "filter":
+            config[FILTER_SCOPE_KEY] = namespace
         try:
             return apply_transform(cfg.operation, data, config)
         except TransformError as exc:
@@ -266,7 +269,7 @@ class InterpreterWorkflow:
                     retryable=False,
                     step_id=step.id,
                     attempt=1,
-                    details={"operation": cfg.operation},
+                    details={"operation": cfg.operation, "config": {"field": exc.field}},
                 )
             ) from None
 

@@ -41,11 +41,18 @@ def _check_filter(config: Mapping[str, Any], at_load: bool) -> list[Problem]:
     return found
 
 
+# The interpreter passes the run's namespace (input/steps/context) as `_scope`, so a condition
+# can compare items with run data: `item.rating >= ${input.min_rating}`.
+SCOPE_KEY = "_scope"
+
+
 def _filter(data: Any, config: Mapping[str, Any]) -> list[Any]:
     condition: str = config["condition"]
+    base: Mapping[str, Any] = config.get(SCOPE_KEY) or {}
     kept = []
     for element in select_list("filter", data, config):
-        scope = {**element, "item": element} if isinstance(element, Mapping) else {"item": element}
+        own = element if isinstance(element, Mapping) else {}
+        scope = {**base, **own, "item": element}
         try:
             matched = evaluate_condition(condition, scope)
         except Exception as exc:  # the language promises no errors; keep the step's story clear

@@ -10,6 +10,7 @@ dev-server CPU per step; the ratios interpreter / hand-written are the result.
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from typing import Any
 
@@ -114,7 +115,7 @@ async def _batch(
 
 
 async def run(server: Server, *, quick: bool) -> dict[str, Any]:
-    jobs, rounds, warmup = (10, 1, 3) if quick else (50, 3, 10)
+    jobs, rounds, warmup = (10, 1, 3) if quick else (50, 7, 10)
     settings = server.settings("interp")
     snapshot = load(DEFINITION, settings).snapshot()
     http = new_http_client()
@@ -149,14 +150,25 @@ async def run(server: Server, *, quick: bool) -> dict[str, Any]:
         return median([s[key] for s in per_round[variant] if s[key] is not None])
 
     metrics = ("jobs_per_s", "cpu_ms_per_step", "server_cpu_ms_per_step")
-    summary = {
+
+    def round_ratios(key: str) -> list[float]:
+        pairs = zip(per_round["interpreter"], per_round["handwritten"], strict=True)
+        return [ratio(i[key] or math.nan, h[key] or math.nan) for i, h in pairs]
+
+    summary: dict[str, dict[str, Any]] = {
         m: {
             "interpreter": rounded(med("interpreter", m)),
             "handwritten": rounded(med("handwritten", m)),
             "ratio": rounded(ratio(med("interpreter", m), med("handwritten", m))),
+            "ratio_per_round": [rounded(x) for x in round_ratios(m)],
         }
         for m in metrics
     }
+
+    def spread(values: list[float | None]) -> str:
+        known = [v for v in values if v is not None]
+        return f"{min(known):.2f}..{max(known):.2f}" if known else "n/a"
+
     labels = {
         "jobs_per_s": "throughput, jobs/s",
         "cpu_ms_per_step": "process CPU per step, ms",
@@ -165,8 +177,17 @@ async def run(server: Server, *, quick: bool) -> dict[str, Any]:
     print_table(
         f"interpreter vs hand-written workflow — {jobs} concurrent jobs x {STEPS_PER_JOB} steps "
         f"(3 mock llm_call + 2 transforms), median of {rounds} round(s)",
-        ["metric", "interpreter", "hand-written", "ratio interp/hand"],
-        [[labels[m], s["interpreter"], s["handwritten"], s["ratio"]] for m, s in summary.items()],
+        ["metric", "interpreter", "hand-written", "ratio interp/hand", "per-round ratios"],
+        [
+            [
+                labels[m],
+                s["interpreter"],
+                s["handwritten"],
+                s["ratio"],
+                spread(s["ratio_per_round"]),
+            ]
+            for m, s in summary.items()
+        ],
     )
     notes(
         "process CPU = worker + submitting client (same process): the client's share is in "

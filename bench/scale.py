@@ -93,88 +93,109 @@ async def _sample_rss(peaks: dict[str, int], stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.1)
 
 
+async def _point(
+    server: Server, settings: Settings, snapshot: ResolvedDefinition, n: int, ideal_s: float
+) -> dict[str, Any]:
+    gc.collect()
+    rss_before = vm_kib("VmRSS")
+    hwm_reset = reset_peak_rss()
+    peaks = {"self": rss_before, "children": 0}
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(_sample_rss(peaks, stop))
+    t0 = time.perf_counter()
+    try:
+        done = await asyncio.gather(*(_job(server.client, settings, snapshot, i) for i in range(n)))
+    finally:
+        stop.set()
+        await sampler
+    makespan = time.perf_counter() - t0
+    peak_kib = max(vm_kib("VmHWM") if hwm_reset else 0, peaks["self"])
+    job_s = [end - start for start, end, _ in done]
+    in_workflow_s = [r.metadata.duration_ms / 1000 for _, _, r in done]
+    return {
+        "jobs": n,
+        "completed": sum(1 for _, _, r in done if r.status == "completed"),
+        "makespan_s": rounded(makespan),
+        "makespan_over_ideal": rounded(ratio(makespan, ideal_s)),
+        "job_p50_over_ideal": rounded(ratio(percentile(job_s, 50), ideal_s)),
+        "job_p99_over_ideal": rounded(ratio(percentile(job_s, 99), ideal_s)),
+        "in_workflow_p50_over_ideal": rounded(ratio(percentile(in_workflow_s, 50), ideal_s)),
+        "rss_before_kib": rss_before,
+        "peak_rss_kib": peak_kib,
+        "dev_server_peak_rss_kib_sampled": peaks["children"],
+        "peak_source": "VmHWM after a clear_refs reset" if hwm_reset else "VmRSS sampled 10/s",
+    }
+
+
 async def run(server: Server, *, quick: bool) -> dict[str, Any]:
-    n, latency_ms = (20, 500) if quick else (200, 2000)
+    points, latency_ms = ((20,), 500) if quick else ((50, 200), 2000)
     ideal_s = LLM_STEPS * latency_ms / 1000
     settings = server.settings("scale")
     engine = make_engine(settings.database_url)
     create_tables(engine)
     snapshot = load(definition(latency_ms), settings).snapshot()
     warm = load(definition(0), settings).snapshot()
+    results: list[dict[str, Any]] = []
     try:
         async with worker_resources(settings, engine=engine) as res:
             worker = build_worker(
-                server.client, settings, res, max_concurrent_activities=max(200, 2 * n)
+                server.client, settings, res, max_concurrent_activities=max(200, 2 * max(points))
             )
             async with worker:
+                # Sandbox imports and connections first, so they don't count as per-job memory.
                 await asyncio.gather(*(_job(server.client, settings, warm, i) for i in range(5)))
                 gc.collect()
-                rss_before = vm_kib("VmRSS")
-                hwm_reset = reset_peak_rss()
-                peaks = {"self": rss_before, "children": 0}
-                stop = asyncio.Event()
-                sampler = asyncio.create_task(_sample_rss(peaks, stop))
-                t0 = time.perf_counter()
-                try:
-                    done = await asyncio.gather(
-                        *(_job(server.client, settings, snapshot, i) for i in range(n))
-                    )
-                finally:
-                    stop.set()
-                    await sampler
-                makespan = time.perf_counter() - t0
-                hwm = vm_kib("VmHWM") if hwm_reset else 0
+                base_kib = vm_kib("VmRSS")
+                for n in points:
+                    results.append(await _point(server, settings, snapshot, n, ideal_s))
     finally:
         engine.dispose()
 
-    completed = sum(1 for _, _, r in done if r.status == "completed")
-    job_s = [end - start for start, end, _ in done]
-    in_workflow_s = [r.metadata.duration_ms / 1000 for _, _, r in done]
-    peak_kib = max(hwm, peaks["self"])
-    growth_kib = peak_kib - rss_before
-    summary = {
-        "makespan_s": rounded(makespan),
-        "makespan_over_ideal": rounded(ratio(makespan, ideal_s)),
-        "job_p50_over_ideal": rounded(ratio(percentile(job_s, 50), ideal_s)),
-        "job_p99_over_ideal": rounded(ratio(percentile(job_s, 99), ideal_s)),
-        "in_workflow_p50_over_ideal": rounded(ratio(percentile(in_workflow_s, 50), ideal_s)),
-        "rss_before_mib": rounded(rss_before / 1024, 1),
-        "peak_rss_mib": rounded(peak_kib / 1024, 1),
-        "rss_growth_mib": rounded(growth_kib / 1024, 1),
-        "rss_growth_kib_per_job": rounded(growth_kib / n, 1),
-        "dev_server_peak_rss_mib_sampled": rounded(peaks["children"] / 1024, 1),
-    }
-    print_table(
-        f"scale — {n} concurrent jobs, each 2 mock llm calls x {latency_ms} ms "
-        f"(ideal {ideal_s:.1f} s), one worker",
-        ["metric", "value"],
+    for r in results:
+        r["rss_growth_kib_per_job"] = rounded((r["peak_rss_kib"] - base_kib) / r["jobs"], 1)
+    slope = None
+    if len(results) > 1:
+        first, last = results[0], results[-1]
+        slope = rounded(
+            (last["peak_rss_kib"] - first["peak_rss_kib"]) / (last["jobs"] - first["jobs"]), 1
+        )
+
+    def mib(kib: int) -> float | None:
+        return rounded(kib / 1024, 1)
+
+    rows: list[list[Any]] = [
+        ["jobs completed", *(f"{r['completed']}/{r['jobs']}" for r in results)],
+        ["all done after, s", *(r["makespan_s"] for r in results)],
+        ["all done / ideal", *(r["makespan_over_ideal"] for r in results)],
+        ["job latency p50 / ideal", *(r["job_p50_over_ideal"] for r in results)],
+        ["job latency p99 / ideal", *(r["job_p99_over_ideal"] for r in results)],
+        ["in-workflow duration p50 / ideal", *(r["in_workflow_p50_over_ideal"] for r in results)],
+        ["process peak RSS, MiB", *(mib(r["peak_rss_kib"]) for r in results)],
+        ["RSS growth per job, KiB", *(r["rss_growth_kib_per_job"] for r in results)],
         [
-            ["jobs completed", f"{completed}/{n}"],
-            ["all done after, s", summary["makespan_s"]],
-            ["all done / ideal", summary["makespan_over_ideal"]],
-            ["job latency p50 / ideal", summary["job_p50_over_ideal"]],
-            ["job latency p99 / ideal", summary["job_p99_over_ideal"]],
-            ["in-workflow duration p50 / ideal", summary["in_workflow_p50_over_ideal"]],
-            ["process RSS before, MiB", summary["rss_before_mib"]],
-            ["process peak RSS, MiB", summary["peak_rss_mib"]],
-            ["RSS growth per job, KiB", summary["rss_growth_kib_per_job"]],
-            ["dev-server peak RSS (sampled), MiB", summary["dev_server_peak_rss_mib_sampled"]],
+            "dev-server peak RSS (sampled), MiB",
+            *(mib(r["dev_server_peak_rss_kib_sampled"]) for r in results),
         ],
+    ]
+    print_table(
+        f"scale — N concurrent jobs, each 2 mock llm calls x {latency_ms} ms "
+        f"(ideal {ideal_s:.1f} s), one worker, mirror on",
+        ["metric", *(f"N={r['jobs']}" for r in results)],
+        rows,
     )
     notes(
-        "worker and client share this process: the RSS covers both",
-        "peak = VmHWM after a reset (exact)"
-        if hwm_reset
-        else "peak = VmRSS sampled every 100 ms (VmHWM reset not permitted)",
+        f"process RSS after warm-up, before the first N: {mib(base_kib)} MiB; growth per job is "
+        "over that; worker and client share this process",
+        *([f"peak RSS slope between the two N: {slope} KiB per extra job"] if slope else []),
+        f"peak = {results[0]['peak_source']}" if results else "no results",
     )
     return {
-        "jobs": n,
-        "completed": completed,
         "mock_latency_ms": latency_ms,
         "llm_steps_per_job": LLM_STEPS,
         "ideal_s": ideal_s,
-        "summary": summary,
-        "peak_source": "VmHWM after clear_refs reset" if hwm_reset else "sampled VmRSS",
+        "rss_after_warmup_kib": base_kib,
+        "points": results,
+        "peak_rss_slope_kib_per_job": slope,
         "notes": [
             "real worker (build_worker) with max_concurrent_activities >= N; mirror on (SQLite)",
             "RSS is the whole process: worker and the client awaiting N results",

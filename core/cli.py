@@ -1,4 +1,4 @@
-"""The `llmflow` command: dev, api, worker, run, validate, schema (DESIGN §10)."""
+"""The `llmflow` command: dev, api, worker, run, validate, replay, schema (DESIGN §10)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         for warning in loaded.warnings:
             print(f"    warning {warning.path}: {warning.message}")
     return 1 if failed else 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from worker.replay_cli import cmd_replay
+
+    return cmd_replay(args)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -146,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("files", nargs="*")
     val.set_defaults(func=_cmd_validate)
     sub.add_parser("schema", help="print the JSON Schema of the DSL").set_defaults(func=_cmd_schema)
+    rep = sub.add_parser(
+        "replay",
+        help="replay a history (file from `temporal workflow show -o json`, or a job id) "
+        "against the current interpreter; exit 1 on nondeterminism",
+    )
+    rep.add_argument("target", help="history JSON file, or a job id fetched from Temporal")
+    rep.set_defaults(func=_cmd_replay)
     run = sub.add_parser("run", help="start a job directly in Temporal")
     run.add_argument("workflow")
     run.add_argument("--input", help="JSON object, or a file holding one")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
+from core.contracts import InterpreterInput, WebhookTarget
 from core.settings import Settings
+from core.temporal import start_job
 from tests import harness
 from tests.fakes.http_server import FakeHTTPServer, Response
 from tests.fakes.llm_wire import openai_chat
@@ -102,3 +105,39 @@ async def test_record_history(
     assert result.status == "completed", result
     HISTORIES.mkdir(exist_ok=True)
     (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LLMFLOW_RECORD_HISTORIES"),
+    reason="set LLMFLOW_RECORD_HISTORIES=1 to re-record",
+)
+async def test_record_webhook_histories(
+    temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    """The interpreter starting its completion-webhook child, and the delivery workflow itself
+    (one retried attempt), so both command sequences are replayed in CI."""
+    route_for("quickstart", upstream)
+    upstream.route(
+        "POST",
+        "/hooks/replay",
+        [Response(503, "busy", headers={"Retry-After": "1"}), Response(200, "ok")],
+    )
+    hooked = settings.model_copy(update={"llm_webhook_secret": "replay-secret-123456"})
+    loaded = load_catalog(hooked).definitions.get("quickstart")
+    assert loaded is not None
+    inp = InterpreterInput(
+        job_id=f"replay-{uuid.uuid4()}",
+        definition=loaded.snapshot(),
+        input_data=SHIPPED_RUNS["quickstart"],
+        webhook=WebhookTarget(url=upstream.url + "/hooks/replay", secret_ref="env"),
+    )
+    async with harness.running_worker(temporal_client, hooked, engine):
+        handle = await start_job(temporal_client, hooked, inp)
+        await handle.result()
+        desc = await handle.describe()
+        child = temporal_client.get_workflow_handle(f"{inp.job_id}:webhook:{desc.run_id}")
+        await child.result()
+        parent_history = await handle.fetch_history()
+        child_history = await child.fetch_history()
+    (HISTORIES / "quickstart_with_webhook.json").write_text(parent_history.to_json() + "\n")
+    (HISTORIES / "webhook_delivery.json").write_text(child_history.to_json() + "\n")

@@ -10,7 +10,8 @@ import hashlib
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from core.settings import Settings
 
@@ -29,14 +30,11 @@ def check_auth_config(settings: Settings) -> None:
         )
 
 
-def _presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    secret = request.headers.get("x-api-secret")
-    return secret.strip() if secret else None
+# Declared as security schemes so /docs shows them (and its Authorize button works).
+bearer_scheme = HTTPBearer(auto_error=False, description="An API key from API_KEYS")
+secret_header_scheme = APIKeyHeader(
+    name="X-API-Secret", auto_error=False, description="Alias of the bearer key (earlier service)"
+)
 
 
 def principal_of(key: str) -> str:
@@ -44,11 +42,17 @@ def principal_of(key: str) -> str:
     return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def authenticate(request: Request) -> str:
+def authenticate(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+    secret_header: Annotated[str | None, Security(secret_header_scheme)] = None,
+) -> str:
     settings: Settings = request.app.state.settings
     if not settings.api_keys:
         return ANONYMOUS
-    presented = _presented_key(request)
+    presented = (bearer.credentials.strip() if bearer else None) or (
+        secret_header.strip() if secret_header else None
+    )
     matched = False
     candidate = (presented or "").encode()
     for key in settings.api_keys:

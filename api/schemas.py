@@ -28,6 +28,20 @@ class JobCreate(BaseModel):
 
 
 class JobAccepted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "c992be29-936c-45f1-852a-53a7ccc7b631",
+                    "status": "queued",
+                    "workflow_name": "quickstart",
+                    "workflow_version": "1.0.0",
+                    "created_at": "2026-11-22T07:41:48.122899Z",
+                }
+            ]
+        }
+    )
+
     job_id: str
     status: JobStatus
     workflow_name: str
@@ -42,6 +56,64 @@ class TemporalRef(BaseModel):
 
 
 class JobView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "c992be29-936c-45f1-852a-53a7ccc7b631",
+                    "status": "completed",
+                    "workflow_name": "quickstart",
+                    "workflow_version": "1.0.0",
+                    "output": {"title": "Durable execution", "points": ["…"], "summary": "…"},
+                    "error": None,
+                    "metadata": {
+                        "duration_ms": 1840,
+                        "total_tokens": 412,
+                        "total_cost_usd": 0.00021,
+                        "steps": [
+                            {
+                                "id": "explain",
+                                "type": "llm",
+                                "status": "completed",
+                                "attempts": 1,
+                                "duration_ms": 1790,
+                            }
+                        ],
+                    },
+                    "progress": None,
+                    "created_at": "2026-11-22T07:41:48.122899Z",
+                    "started_at": "2026-11-22T07:41:48.146278Z",
+                    "completed_at": "2026-11-22T07:41:49.986000Z",
+                    "temporal": {
+                        "workflow_id": "c992be29-936c-45f1-852a-53a7ccc7b631",
+                        "run_id": "01a2023a-d50e-7c22-8afe-c0d0d397796d",
+                        "ui_url": "http://localhost:8233/namespaces/default/workflows/c992be29-…",
+                    },
+                },
+                {
+                    "job_id": "5d0c…",
+                    "status": "failed",
+                    "workflow_name": "quickstart",
+                    "workflow_version": "1.0.0",
+                    "error": {
+                        "type": "AUTH_ERROR",
+                        "category": "CONFIG_ERROR",
+                        "message": "llm openrouter returned HTTP 401: Invalid API key: [REDACTED]",
+                        "retryable": False,
+                        "step_id": "explain",
+                        "attempt": 1,
+                        "details": {
+                            "provider": "openrouter",
+                            "status_code": 401,
+                            "suggestions": ["check the API key configured for this service"],
+                        },
+                    },
+                    "temporal": {"workflow_id": "5d0c…", "run_id": "…", "ui_url": "…"},
+                },
+            ]
+        }
+    )
+
     job_id: str
     status: JobStatus
     workflow_name: str

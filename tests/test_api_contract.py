@@ -209,3 +209,28 @@ async def test_webhook_url_is_checked_at_submit(
         "body",
         "webhook_secret",
     ]
+
+
+def test_openapi_documents_every_route_with_auth_and_examples(settings: Settings) -> None:
+    spec = create_app(settings).openapi()
+    expected = {
+        "/api/v1/jobs",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/jobs/{job_id}/cancel",
+        "/api/v1/workflow",
+        "/api/v1/status/{job_id}",
+        "/api/v1/workflows",
+        "/api/v1/workflows/{name}",
+        "/api/v1/workflows/validate",
+        "/api/v1/workflows/{name}/graph",
+        "/api/v1/health/detailed",
+        "/health",
+    }
+    assert expected <= set(spec["paths"])
+    schemes = spec["components"]["securitySchemes"]
+    assert {"HTTPBearer", "APIKeyHeader"} <= set(schemes)
+    post = spec["paths"]["/api/v1/jobs"]["post"]
+    assert {"202", "404", "422", "503"} <= set(post["responses"])
+    assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
+    for model in ("JobCreate", "JobAccepted", "JobView"):
+        assert spec["components"]["schemas"][model].get("examples"), model

@@ -175,9 +175,6 @@ async def run(server: Server | None, *, quick: bool) -> dict[str, Any]:
     n, k = (30, 10) if quick else (200, 50)
     results: list[dict[str, Any]] = []
     with FakeHTTPServer() as fake:
-        # The stdlib server writes headers and body separately; with Nagle on, loopback
-        # delayed ACKs add ~40 ms to every call, which would swamp what is measured here.
-        fake._server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
         fake.route("GET", PATH, Response(200, WEATHER))
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
@@ -168,6 +169,13 @@ async def test_fail_mode_fails_the_job_with_step_error(
     )
     assert OPENROUTER_KEY not in json.dumps(row.error) + json.dumps(row.job_metadata)
     assert [s["status"] for s in row.job_metadata["steps"]] == ["failed", "pending"]
+    with engine.connect() as conn:
+        alerts = conn.execute(
+            text("SELECT level, source, message FROM alerts WHERE job_id = :j"), {"j": handle.id}
+        ).all()
+    # An auth failure is a deployment problem: ERROR level, and the key is not in it.
+    assert [(a[0], a[1]) for a in alerts] == [("ERROR", "job")]
+    assert "ask" in alerts[0][2] and OPENROUTER_KEY not in alerts[0][2]
 
 
 async def test_retryable_errors_are_retried_with_attempt_count(

@@ -141,3 +141,26 @@ async def test_record_webhook_histories(
         child_history = await child.fetch_history()
     (HISTORIES / "quickstart_with_webhook.json").write_text(parent_history.to_json() + "\n")
     (HISTORIES / "webhook_delivery.json").write_text(child_history.to_json() + "\n")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LLMFLOW_RECORD_HISTORIES"),
+    reason="set LLMFLOW_RECORD_HISTORIES=1 to re-record",
+)
+async def test_record_failed_history(
+    temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    """A failing run: the failure path (final mirror, job alert, failed workflow) is replayed too."""
+    upstream.route(
+        "POST",
+        CHAT,
+        Response(400, {"error": {"message": "bad request", "type": "invalid_request_error"}}),
+    )
+    loaded = load_catalog(settings).definitions.get("quickstart")
+    assert loaded is not None
+    async with harness.running_worker(temporal_client, settings, engine):
+        handle, _ = await harness.run_failing(
+            temporal_client, settings, loaded, SHIPPED_RUNS["quickstart"]
+        )
+        history = await handle.fetch_history()
+    (HISTORIES / "quickstart_failed.json").write_text(history.to_json() + "\n")

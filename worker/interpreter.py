@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import (
         MIRROR_WORKFLOW,
         WEBHOOK_DELIVERY_WORKFLOW,
+        AlertInput,
         InterpreterInput,
         JobMetadata,
         JobResult,
@@ -165,6 +166,9 @@ class InterpreterWorkflow:
                 )
         if inp.webhook is not None:
             await self._start_webhook(inp, defn, result)
+        # Added after histories were recorded: failed runs now raise an alert first.
+        if error is not None and status != "cancelled" and workflow.patched("alert-on-job-failure"):
+            await self._alert_failure(inp, defn, status, error)
 
         if status == "cancelled":
             raise asyncio.CancelledError()
@@ -354,6 +358,41 @@ class InterpreterWorkflow:
             id=f"{inp.job_id}:webhook:{run_id}",
             parent_close_policy=ParentClosePolicy.ABANDON,
             static_summary=f"{event} → webhook",
+        )
+
+    async def _alert_failure(
+        self, inp: InterpreterInput, defn: WorkflowDefinition, status: str, error: ErrorContext
+    ) -> None:
+        # A broken deployment (config/system) pages someone; a bad input or upstream refusal is
+        # recorded for the dashboard only.
+        serious = error.category in ("CONFIG_ERROR", "SYSTEM_ERROR")
+        try:
+            await self._raise_alert(inp, defn, status, error, serious)
+        except ActivityError:
+            pass  # the job's own outcome matters more than its alert; the mirror has the error
+
+    async def _raise_alert(
+        self,
+        inp: InterpreterInput,
+        defn: WorkflowDefinition,
+        status: str,
+        error: ErrorContext,
+        serious: bool,
+    ) -> None:
+        await workflow.execute_activity(
+            "raise_alert",
+            AlertInput(
+                level="ERROR" if serious else "WARNING",
+                source="job",
+                message=f"{defn.name} {defn.version} job {inp.job_id} {status} at step "
+                f"{error.step_id or '-'}: {error.message}",
+                job_id=inp.job_id,
+                details={"error": error.model_dump(mode="json")},
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(seconds=inp.options.mirror_budget_seconds),
+            retry_policy=MIRROR_RETRY,
+            summary="alert: job failed",
         )
 
     def _timeout_context(self, step_id: str) -> ErrorContext:

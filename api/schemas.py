@@ -181,3 +181,19 @@ class LegacyStatusView(JobView):
     """`GET /api/v1/status/{job_id}` (the earlier service's route): adds `result`."""
 
     result: LegacyResult | None = None
+
+
+class RerunRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"from_step": "generate_contacts"}]}
+    )
+
+    from_step: str | None = Field(
+        default=None,
+        description="Resume here: earlier steps reuse the outputs the first run recorded. Omit to run everything again.",
+    )
+
+
+class RerunAccepted(JobAccepted):
+    rerun_of: str
+    reused_steps: list[str]

@@ -5,11 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi.responses import StreamingResponse
 
-from api import job_service
+from api import job_events, job_service, rerun_service
 from api.auth import Principal
 from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
-from api.schemas import CancelAccepted, JobAccepted, JobCreate, JobList, JobSummary, JobView
+from api.schemas import (
+    CancelAccepted,
+    JobAccepted,
+    JobCreate,
+    JobList,
+    JobSummary,
+    JobView,
+    RerunAccepted,
+    RerunRequest,
+)
 from core import db
 from workflow_defs.inputs import InputError
 
@@ -191,3 +201,67 @@ async def cancel_job(job_id: str, temporal: TemporalDep, _: Principal) -> Cancel
     except job_service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     return CancelAccepted(job_id=job_id, status=current)
+
+
+@router.post(
+    "/{job_id}/rerun",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RerunAccepted,
+    responses={
+        404: {"description": "Unknown job"},
+        409: {"description": "The job is still running"},
+        422: {"description": "`from_step` unknown, or a step before it has no recorded output"},
+    },
+)
+async def rerun_job(
+    job_id: str,
+    settings: SettingsDep,
+    engine: EngineDep,
+    temporal: TemporalDep,
+    _: Principal,
+    body: RerunRequest | None = None,
+) -> RerunAccepted:
+    """Start a new job with the original run's input and definition snapshot."""
+    from_step = body.from_step if body else None
+    try:
+        accepted, reused = await rerun_service.rerun_job(
+            job_id, from_step, settings=settings, engine=engine, temporal=temporal
+        )
+    except job_service.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except job_service.Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except job_service.BadField as exc:
+        raise unprocessable(["body", exc.field], str(exc)) from None
+    except job_service.ServiceUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return RerunAccepted(**accepted.model_dump(), rerun_of=job_id, reused_steps=reused)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-Sent Events: `status`, `step` (started/finished), then `job` (final) and the stream ends",
+        },
+        404: {"description": "Unknown job"},
+    },
+)
+async def job_events_stream(
+    job_id: str, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep, _: Principal
+) -> StreamingResponse:
+    """Follow a job live. Each event's `data` is JSON; the last one (`job`) is the full job view."""
+    try:
+        first = await job_service.get_job_view(
+            job_id, settings=settings, engine=engine, temporal=temporal
+        )
+    except job_service.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    stream = job_events.follow(first, settings=settings, engine=engine, temporal=temporal)
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,135 @@
+"""POST /jobs/{id}/rerun: a new job from a finished one, optionally resuming at a step.
+
+The new run gets the original run's exact input, read back from Temporal history (the mirror
+only keeps a redacted copy), including the definition snapshot, so a rerun runs what the
+first run ran. With `from_step`, the outputs the first run recorded for the steps before it
+are reused instead of re-running them (no second LLM bill for work already done).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from sqlalchemy.engine import Engine
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.job_service import BadField, Conflict, NotFound, ServiceUnavailable
+from api.schemas import JobAccepted
+from api.temporal_link import TemporalLink
+from core import db
+from core.contracts import TERMINAL_STATUSES, InterpreterInput, RunOptions
+from core.models import Job, JobSecret, utcnow
+from core.settings import Settings
+from core.temporal import start_job
+from workflow_defs.schema import WorkflowDefinition
+
+
+async def original_input(temporal: TemporalLink, job_id: str) -> InterpreterInput:
+    client = await temporal.client()
+    try:
+        history = await client.get_workflow_handle(job_id).fetch_history()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound(
+                f"job {job_id!r} has no history in Temporal (retention expired?)"
+            ) from None
+        raise
+    started = history.events[0].workflow_execution_started_event_attributes
+    [inp] = pydantic_data_converter.payload_converter.from_payloads(
+        list(started.input.payloads), [InterpreterInput]
+    )
+    return inp  # type: ignore[no-any-return]
+
+
+def reusable_outputs(
+    definition: WorkflowDefinition, row: Job, from_step: str | None
+) -> dict[str, object]:
+    if from_step is None:
+        return {}
+    ids = [step.id for step in definition.steps]
+    if from_step not in ids:
+        raise BadField(
+            "from_step", f"no step {from_step!r} in {definition.name}; steps: {', '.join(ids)}"
+        )
+    records = {s["id"]: s for s in (row.job_metadata or {}).get("steps", []) if isinstance(s, dict)}
+    reused: dict[str, object] = {}
+    for step_id in ids[: ids.index(from_step)]:
+        record = records.get(step_id)
+        if record is not None and record.get("status") == "skipped":
+            continue  # not reused: its `when` is evaluated again in the new run
+        if record is None or record.get("status") != "completed":
+            status = record.get("status") if record else "not run"
+            raise BadField(
+                "from_step",
+                f"step {step_id!r} before {from_step!r} has no recorded output ({status}); "
+                "rerun from an earlier step",
+            )
+        reused[step_id] = record.get("output")
+    return reused
+
+
+async def rerun_job(
+    job_id: str,
+    from_step: str | None,
+    *,
+    settings: Settings,
+    engine: Engine,
+    temporal: TemporalLink,
+) -> tuple[JobAccepted, list[str]]:
+    row = await asyncio.to_thread(db.get_job, engine, job_id)
+    if row is None:
+        raise NotFound(f"job {job_id!r} not found")
+    if row.status not in TERMINAL_STATUSES:
+        raise Conflict(f"job {job_id!r} is still {row.status}; cancel it or wait for it to finish")
+    original = await original_input(temporal, job_id)
+    definition = WorkflowDefinition.model_validate(original.definition.definition)
+    reuse = reusable_outputs(definition, row, from_step)
+
+    new_id = str(uuid.uuid4())
+    webhook = original.webhook
+    secret = None
+    if webhook is not None and webhook.secret_ref == f"job:{job_id}":
+        stored = await asyncio.to_thread(db.get_job_secret, engine, job_id)
+        secret = JobSecret(job_id=new_id, webhook_secret=stored) if stored else None
+        webhook = webhook.model_copy(update={"secret_ref": f"job:{new_id}"})
+    now = utcnow()
+    await asyncio.to_thread(
+        db.insert_job,
+        engine,
+        Job(
+            job_id=new_id,
+            workflow_name=row.workflow_name,
+            workflow_version=row.workflow_version,
+            status="queued",
+            input_data=row.input_data,
+            webhook_url=row.webhook_url,
+            created_at=now,
+            updated_at=now,
+        ),
+        secret,
+    )
+    inp = InterpreterInput(
+        job_id=new_id,
+        definition=original.definition,
+        input_data=original.input_data,
+        webhook=webhook,
+        options=RunOptions(reuse_steps=reuse),
+    )
+    try:
+        client = await temporal.client()
+        await start_job(client, settings, inp, memo={"rerun_of": job_id, "from_step": from_step})
+    except Exception as exc:
+        await asyncio.to_thread(db.delete_job, engine, new_id)
+        raise ServiceUnavailable(
+            f"could not start the rerun in Temporal: {type(exc).__name__}"
+        ) from exc
+    accepted = JobAccepted(
+        job_id=new_id,
+        status="queued",
+        workflow_name=row.workflow_name,
+        workflow_version=row.workflow_version,
+        created_at=now,
+    )
+    return accepted, list(reuse)

@@ -16,22 +16,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.workflow import ParentClosePolicy
+
+from worker import job_effects as effects
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
-        MIRROR_WORKFLOW,
-        WEBHOOK_DELIVERY_WORKFLOW,
-        AlertInput,
         InterpreterInput,
         JobMetadata,
         JobResult,
-        MirrorUpdate,
         Progress,
         StepRecord,
-        WebhookDeliveryInput,
     )
     from core.errors import ErrorContext, ErrorType
     from worker.step_inputs import build_activity_call, definition_of, step_view
@@ -42,16 +38,8 @@ with workflow.unsafe.imports_passed_through():
     from workflow_defs.transforms.lists import SCOPE_KEY as FILTER_SCOPE_KEY
     from workflow_defs.validation import transform_resolvable_config
 
-WORKFLOW_NAME_SA = SearchAttributeKey.for_keyword("WorkflowName")
-WORKFLOW_VERSION_SA = SearchAttributeKey.for_keyword("WorkflowVersion")
+# WorkflowName/WorkflowVersion are set when the run is started (core/temporal.py).
 JOB_STATUS_SA = SearchAttributeKey.for_keyword("JobStatus")
-
-# The mirror is retried until the database is back: losing a job's result is not an option.
-MIRROR_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=0,
-)
 
 
 class StepFailed(Exception):
@@ -94,7 +82,7 @@ class InterpreterWorkflow:
         }
         self._records: dict[str, StepRecord] = {}
         workflow.upsert_search_attributes([JOB_STATUS_SA.value_set("running")])
-        running_mirror = self._mirror(inp, defn, "running", started_at=started.isoformat())
+        running_mirror = effects.start_mirror(inp, defn, "running", started_at=started.isoformat())
 
         status = "completed"
         error: ErrorContext | None = None
@@ -142,7 +130,7 @@ class InterpreterWorkflow:
                 await running_mirror[0]
             except ActivityError:
                 pass  # the final write below carries everything the "running" row would
-        final_mirror = self._mirror(
+        final_mirror = effects.start_mirror(
             inp,
             defn,
             status,
@@ -151,24 +139,12 @@ class InterpreterWorkflow:
             result=result,
         )
         if final_mirror is not None:
-            handle, update = final_mirror
-            try:
-                await handle
-            except ActivityError:
-                # The database stayed down past the budget: finish the job anyway and leave a
-                # detached workflow retrying the write until the database is back.
-                await workflow.start_child_workflow(
-                    MIRROR_WORKFLOW,
-                    update,
-                    id=f"{inp.job_id}:mirror:{workflow.info().run_id}",
-                    parent_close_policy=ParentClosePolicy.ABANDON,
-                    static_summary=f"mirror {status} (database was unavailable)",
-                )
+            await effects.finish_mirror(inp, status, *final_mirror)
         if inp.webhook is not None:
-            await self._start_webhook(inp, defn, result)
+            await effects.start_completion_webhook(inp, defn, result)
         # Added after histories were recorded: failed runs now raise an alert first.
         if error is not None and status != "cancelled" and workflow.patched("alert-on-job-failure"):
-            await self._alert_failure(inp, defn, status, error)
+            await effects.alert_failure(inp, defn, status, error)
 
         if status == "cancelled":
             raise asyncio.CancelledError()
@@ -313,88 +289,6 @@ class InterpreterWorkflow:
                 raise StepFailed(self._timeout_context(step.id), timed_out=True) from None
             raise StepFailed(context) from None
 
-    async def _start_webhook(
-        self, inp: InterpreterInput, defn: WorkflowDefinition, result: JobResult
-    ) -> None:
-        assert inp.webhook is not None
-        completed = result.status == "completed"
-        event = "workflow.completed" if completed else "workflow.failed"
-        meta = result.metadata
-        payload: dict[str, Any] = {
-            "event": event,
-            "job_id": inp.job_id,
-            "status": result.status,
-            "workflow_name": defn.name,
-            "workflow_version": defn.version,
-            "metadata": {
-                "duration_ms": meta.duration_ms,
-                "total_tokens": meta.total_tokens,
-                "total_cost_usd": meta.total_cost_usd,
-                "steps": [
-                    {
-                        "id": r.id,
-                        "status": r.status,
-                        "attempts": r.attempts,
-                        "duration_ms": r.duration_ms,
-                    }
-                    for r in meta.steps
-                ],
-            },
-        }
-        payload["output" if completed else "error"] = result.output if completed else result.error
-        run_id = workflow.info().run_id
-        # One delivery per run: a reset run reports its own outcome; retries of this delivery
-        # (and worker crashes) keep the same id, which receivers dedupe on.
-        await workflow.start_child_workflow(
-            WEBHOOK_DELIVERY_WORKFLOW,
-            WebhookDeliveryInput(
-                job_id=inp.job_id,
-                url=inp.webhook.url,
-                secret_ref=inp.webhook.secret_ref,
-                event=event,
-                delivery_id=f"whd_{workflow.uuid4().hex}",
-                payload=payload,
-            ),
-            id=f"{inp.job_id}:webhook:{run_id}",
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            static_summary=f"{event} → webhook",
-        )
-
-    async def _alert_failure(
-        self, inp: InterpreterInput, defn: WorkflowDefinition, status: str, error: ErrorContext
-    ) -> None:
-        # A broken deployment (config/system) pages someone; a bad input or upstream refusal is
-        # recorded for the dashboard only.
-        serious = error.category in ("CONFIG_ERROR", "SYSTEM_ERROR")
-        try:
-            await self._raise_alert(inp, defn, status, error, serious)
-        except ActivityError:
-            pass  # the job's own outcome matters more than its alert; the mirror has the error
-
-    async def _raise_alert(
-        self,
-        inp: InterpreterInput,
-        defn: WorkflowDefinition,
-        status: str,
-        error: ErrorContext,
-        serious: bool,
-    ) -> None:
-        await workflow.execute_activity(
-            "raise_alert",
-            AlertInput(
-                level="ERROR" if serious else "WARNING",
-                source="job",
-                message=f"{defn.name} {defn.version} job {inp.job_id} {status} at step "
-                f"{error.step_id or '-'}: {error.message}",
-                job_id=inp.job_id,
-                details={"error": error.model_dump(mode="json")},
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(seconds=inp.options.mirror_budget_seconds),
-            retry_policy=MIRROR_RETRY,
-            summary="alert: job failed",
-        )
-
     def _timeout_context(self, step_id: str) -> ErrorContext:
         return ErrorContext.of(
             ErrorType.WORKFLOW_TIMEOUT,
@@ -420,37 +314,3 @@ class InterpreterWorkflow:
             lines.append(f"current step: `{p.current_step}`")
         lines.extend(f"- `{sid}`: {st}" for sid, st in p.steps.items())
         return "\n".join(lines)
-
-    def _mirror(
-        self,
-        inp: InterpreterInput,
-        defn: WorkflowDefinition,
-        status: str,
-        *,
-        started_at: str | None = None,
-        completed_at: str | None = None,
-        result: JobResult | None = None,
-    ) -> Any:
-        if not inp.options.mirror:
-            return None
-        update = MirrorUpdate(
-            job_id=inp.job_id,
-            run_id=workflow.info().run_id,
-            workflow_name=defn.name,
-            workflow_version=defn.version,
-            status=status,  # type: ignore[arg-type]
-            started_at=started_at,
-            completed_at=completed_at,
-            output=result.output if result else None,
-            error=result.error if result else None,
-            metadata=result.metadata.model_dump(mode="json") if result else None,
-        )
-        handle = workflow.start_activity(
-            "mirror_job",
-            update,
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(seconds=inp.options.mirror_budget_seconds),
-            retry_policy=MIRROR_RETRY,
-            summary=f"mirror: {status}",
-        )
-        return handle, update

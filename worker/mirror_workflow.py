@@ -10,16 +10,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+
+from worker.job_effects import MIRROR_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import MirrorUpdate
-
-RETRY_UNTIL_BACK = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=0,
-)
 
 
 @workflow.defn(name="MirrorWorkflow")
@@ -31,6 +26,6 @@ class MirrorWorkflow:
             update,
             result_type=str,
             start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RETRY_UNTIL_BACK,
+            retry_policy=MIRROR_RETRY,
             summary=f"mirror: {update.status}",
         )

@@ -1,0 +1,171 @@
+"""What the interpreter does around the steps: mirror writes, the completion webhook, alerts.
+
+Workflow code (deterministic): each helper only schedules activities or child workflows.
+Split out of interpreter.py so the step loop reads on its own; command order is unchanged
+(the committed histories replay).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from core.contracts import (
+        MIRROR_WORKFLOW,
+        WEBHOOK_DELIVERY_WORKFLOW,
+        AlertInput,
+        InterpreterInput,
+        JobResult,
+        MirrorUpdate,
+        WebhookDeliveryInput,
+    )
+    from core.errors import ErrorContext
+    from workflow_defs.schema import WorkflowDefinition
+
+# The mirror is retried until the database is back: losing a job's result is not an option.
+MIRROR_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
+)
+
+
+def start_mirror(
+    inp: InterpreterInput,
+    defn: WorkflowDefinition,
+    status: str,
+    *,
+    started_at: str | None = None,
+    completed_at: str | None = None,
+    result: JobResult | None = None,
+) -> Any:
+    if not inp.options.mirror:
+        return None
+    update = MirrorUpdate(
+        job_id=inp.job_id,
+        run_id=workflow.info().run_id,
+        workflow_name=defn.name,
+        workflow_version=defn.version,
+        status=status,  # type: ignore[arg-type]
+        started_at=started_at,
+        completed_at=completed_at,
+        output=result.output if result else None,
+        error=result.error if result else None,
+        metadata=result.metadata.model_dump(mode="json") if result else None,
+    )
+    handle = workflow.start_activity(
+        "mirror_job",
+        update,
+        start_to_close_timeout=timedelta(seconds=30),
+        schedule_to_close_timeout=timedelta(seconds=inp.options.mirror_budget_seconds),
+        retry_policy=MIRROR_RETRY,
+        summary=f"mirror: {status}",
+    )
+    return handle, update
+
+
+async def finish_mirror(
+    inp: InterpreterInput, status: str, handle: Any, update: MirrorUpdate
+) -> None:
+    try:
+        await handle
+    except ActivityError:
+        # The database stayed down past the budget: finish the job anyway and leave a
+        # detached workflow retrying the write until the database is back.
+        await workflow.start_child_workflow(
+            MIRROR_WORKFLOW,
+            update,
+            id=f"{inp.job_id}:mirror:{workflow.info().run_id}",
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"mirror {status} (database was unavailable)",
+        )
+
+
+async def start_completion_webhook(
+    inp: InterpreterInput, defn: WorkflowDefinition, result: JobResult
+) -> None:
+    assert inp.webhook is not None
+    completed = result.status == "completed"
+    event = "workflow.completed" if completed else "workflow.failed"
+    meta = result.metadata
+    payload: dict[str, Any] = {
+        "event": event,
+        "job_id": inp.job_id,
+        "status": result.status,
+        "workflow_name": defn.name,
+        "workflow_version": defn.version,
+        "metadata": {
+            "duration_ms": meta.duration_ms,
+            "total_tokens": meta.total_tokens,
+            "total_cost_usd": meta.total_cost_usd,
+            "steps": [
+                {
+                    "id": r.id,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "duration_ms": r.duration_ms,
+                }
+                for r in meta.steps
+            ],
+        },
+    }
+    payload["output" if completed else "error"] = result.output if completed else result.error
+    run_id = workflow.info().run_id
+    # One delivery per run: a reset run reports its own outcome; retries of this delivery
+    # (and worker crashes) keep the same id, which receivers dedupe on.
+    await workflow.start_child_workflow(
+        WEBHOOK_DELIVERY_WORKFLOW,
+        WebhookDeliveryInput(
+            job_id=inp.job_id,
+            url=inp.webhook.url,
+            secret_ref=inp.webhook.secret_ref,
+            event=event,
+            delivery_id=f"whd_{workflow.uuid4().hex}",
+            payload=payload,
+        ),
+        id=f"{inp.job_id}:webhook:{run_id}",
+        parent_close_policy=ParentClosePolicy.ABANDON,
+        static_summary=f"{event} → webhook",
+    )
+
+
+async def alert_failure(
+    inp: InterpreterInput, defn: WorkflowDefinition, status: str, error: ErrorContext
+) -> None:
+    # A broken deployment (config/system) pages someone; a bad input or upstream refusal is
+    # recorded for the dashboard only.
+    serious = error.category in ("CONFIG_ERROR", "SYSTEM_ERROR")
+    try:
+        await _raise_alert(inp, defn, status, error, serious)
+    except ActivityError:
+        pass  # the job's own outcome matters more than its alert; the mirror has the error
+
+
+async def _raise_alert(
+    inp: InterpreterInput,
+    defn: WorkflowDefinition,
+    status: str,
+    error: ErrorContext,
+    serious: bool,
+) -> None:
+    await workflow.execute_activity(
+        "raise_alert",
+        AlertInput(
+            level="ERROR" if serious else "WARNING",
+            source="job",
+            message=f"{defn.name} {defn.version} job {inp.job_id} {status} at step "
+            f"{error.step_id or '-'}: {error.message}",
+            job_id=inp.job_id,
+            details={"error": error.model_dump(mode="json")},
+        ),
+        start_to_close_timeout=timedelta(seconds=30),
+        schedule_to_close_timeout=timedelta(seconds=inp.options.mirror_budget_seconds),
+        retry_policy=MIRROR_RETRY,
+        summary="alert: job failed",
+    )

@@ -1,4 +1,4 @@
-"""The `llmflow` command: dev, api, worker, run, validate, replay, schema (DESIGN §10)."""
+"""The `llmflow` command: dev, api, worker, run, validate, replay, schema, jobs (DESIGN §10)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,37 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         for warning in loaded.warnings:
             print(f"    warning {warning.path}: {warning.message}")
     return 1 if failed else 0
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    """Read the mirror (DATABASE_URL) directly: works with the gateway down."""
+    from core import db
+    from core.settings import get_settings
+
+    engine = db.make_engine(get_settings().database_url)
+    try:
+        if args.action == "show":
+            if not args.job_id:
+                print("usage: llmflow jobs show <job_id>", file=sys.stderr)
+                return 2
+            row = db.get_job(engine, args.job_id)
+            if row is None:
+                print(f"job {args.job_id} not found in the mirror", file=sys.stderr)
+                return 1
+            print(json.dumps(row.model_dump(mode="json"), indent=2))
+            return 0
+        rows = db.list_jobs(
+            engine, status=args.status, workflow_name=args.workflow, limit=args.limit
+        )
+        for r in rows:
+            created = db.as_utc(r.created_at)
+            error = (r.error or {}).get("type", "")
+            print(
+                f"{r.job_id}  {r.status:<9}  {r.workflow_name} {r.workflow_version}  {created:%Y-%m-%d %H:%M:%S}  {error}"
+            )
+        return 0
+    finally:
+        engine.dispose()
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -152,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("files", nargs="*")
     val.set_defaults(func=_cmd_validate)
     sub.add_parser("schema", help="print the JSON Schema of the DSL").set_defaults(func=_cmd_schema)
+    jobs = sub.add_parser("jobs", help="list jobs from the mirror, or show one")
+    jobs.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    jobs.add_argument("job_id", nargs="?")
+    jobs.add_argument("--status")
+    jobs.add_argument("--workflow", help="filter by workflow name")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.set_defaults(func=_cmd_jobs)
     rep = sub.add_parser(
         "replay",
         help="replay a history (file from `temporal workflow show -o json`, or a job id) "

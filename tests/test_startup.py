@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -102,3 +103,31 @@ def test_cli_schema_prints_the_dsl_json_schema(capsys: pytest.CaptureFixture[str
     assert cli_main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert "steps" in schema["properties"]
+
+
+def test_cli_jobs_lists_and_shows_the_mirror(
+    database_url: str,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from core.db import insert_job
+    from core.models import Job
+    from core.settings import get_settings
+
+    name = f"cli_{os.urandom(4).hex()}"
+    insert_job(
+        engine,
+        Job(job_id=f"{name}-job", workflow_name=name, workflow_version="1.0.0", status="failed"),
+    )
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        assert cli_main(["jobs", "--workflow", name]) == 0
+        listed = capsys.readouterr().out
+        assert f"{name}-job" in listed and "failed" in listed
+        assert cli_main(["jobs", "show", f"{name}-job"]) == 0
+        assert json.loads(capsys.readouterr().out)["workflow_name"] == name
+        assert cli_main(["jobs", "show", "missing-job"]) == 1
+    finally:
+        get_settings.cache_clear()

@@ -15,9 +15,11 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api.auth import check_auth_config
+from api.inbound_service import load_inbound
+from api.metrics import install_metrics
 from api.middleware import BodySizeLimit, JsonByDefault
 from api.reconciler import Reconciler
-from api.routers import health, jobs, legacy, workflows
+from api.routers import alerts, health, inbound, jobs, legacy, metrics, workflows
 from api.temporal_link import TemporalLink
 from core.db import create_tables, make_engine
 from core.logging import setup_logging
@@ -38,6 +40,7 @@ def create_app(
     check_auth_config(settings)
     # Fail fast, before serving anything, on an invalid shipped definition.
     catalog = load_catalog(settings)
+    inbound_config = load_inbound(settings, catalog.definitions)  # refuses a bad triggers.json
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,13 +70,18 @@ def create_app(
     )
     app.add_middleware(JsonByDefault)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    install_metrics(app)  # after every add_middleware: outermost layer; sets app.state.metrics
     app.state.settings = settings
     app.state.catalog = catalog
+    app.state.inbound = inbound_config
     app.include_router(health.router)
+    app.include_router(metrics.router)  # GET /metrics, no prefix, no auth (scrape privately)
+    app.include_router(alerts.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(legacy.router, prefix=API_PREFIX)
     app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(health.detailed_router, prefix=API_PREFIX)
+    app.include_router(inbound.router, prefix=API_PREFIX)  # own signature/token auth, no API key
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

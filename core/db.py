@@ -225,3 +225,81 @@ def touch_job(engine: Engine, job_id: str) -> None:
             row.updated_at = utcnow()
             session.add(row)
             session.commit()
+
+
+# --- Alerts and counts for the gateway's /alerts and /metrics ----------------------------------
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite compares the stored UTC text, so an aware bound in another zone must be converted,
+    # not just labelled.
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def list_alerts(
+    engine: Engine,
+    *,
+    levels: tuple[str, ...] | None = None,
+    source: str | None = None,
+    job_id: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+    before: tuple[datetime, int] | None = None,
+) -> list[Alert]:
+    """Newest first; `since` is inclusive; `before` = (created_at, id) of the last row seen
+    (keyset cursor)."""
+    with Session(engine) as session:
+        query = select(Alert)
+        if levels is not None:
+            query = query.where(Alert.level.in_(levels))  # type: ignore[attr-defined]
+        if source:
+            query = query.where(Alert.source == source)
+        if job_id:
+            query = query.where(Alert.job_id == job_id)
+        if since is not None:
+            query = query.where(Alert.created_at >= _utc(since))  # type: ignore[operator]
+        if before is not None:
+            created, alert_id = _utc(before[0]), before[1]
+            query = query.where(
+                (Alert.created_at < created)  # type: ignore[operator]
+                | ((Alert.created_at == created) & (Alert.id < alert_id))  # type: ignore[operator]
+            )
+        query = query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)  # type: ignore[attr-defined,union-attr]
+        return list(session.exec(query).all())
+
+
+def alert_summary(
+    engine: Engine, *, since: datetime | None = None, source: str | None = None
+) -> tuple[list[tuple[str, str, int]], Alert | None]:
+    """Counts per (level, source) and the newest alert, since `since` (inclusive)."""
+    from sqlalchemy import func
+
+    with Session(engine) as session:
+        counts = select(Alert.level, Alert.source, func.count()).group_by(Alert.level, Alert.source)
+        if source:
+            counts = counts.where(Alert.source == source)
+        if since is not None:
+            counts = counts.where(Alert.created_at >= _utc(since))  # type: ignore[operator]
+        rows = [(level, src, int(n)) for level, src, n in session.exec(counts).all()]
+    latest = list_alerts(engine, source=source, since=since, limit=1)
+    return rows, (latest[0] if latest else None)
+
+
+def alert_level_counts(engine: Engine) -> dict[str, int]:
+    """How many alerts are stored per level."""
+    from sqlalchemy import func
+
+    with Session(engine) as session:
+        query = select(Alert.level, func.count()).group_by(Alert.level)
+        return {level: int(n) for level, n in session.exec(query).all()}
+
+
+def job_status_counts(engine: Engine) -> list[tuple[str, str, int]]:
+    """(status, workflow_name, count) for every pair present in the mirror."""
+    from sqlalchemy import func
+
+    with Session(engine) as session:
+        query = select(Job.status, Job.workflow_name, func.count()).group_by(
+            Job.status, Job.workflow_name
+        )
+        return [(status, name, int(n)) for status, name, n in session.exec(query).all()]

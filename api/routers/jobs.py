@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from api import job_events, job_service, rerun_service
 from api.auth import Principal
 from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
+from api.metrics import record_job_submitted
 from api.schemas import (
     CancelAccepted,
     JobAccepted,
@@ -64,6 +65,7 @@ def unprocessable(loc: list[str], message: str, kind: str = "value_error") -> HT
 
 async def submit(
     body: JobCreate,
+    request: Request,
     response: Response,
     *,
     settings: SettingsDep,
@@ -109,6 +111,10 @@ async def submit(
     if result.replayed:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
+    else:
+        record_job_submitted(
+            getattr(request.app.state, "metrics", None), result.accepted.workflow_name
+        )
     return result.accepted
 
 
@@ -117,6 +123,7 @@ async def submit(
 )
 async def create_job(
     body: JobCreate,
+    request: Request,
     response: Response,
     settings: SettingsDep,
     engine: EngineDep,
@@ -128,6 +135,7 @@ async def create_job(
     """Start a job: 202 with its id. Poll `GET /jobs/{job_id}` or pass `webhook_url` to be told."""
     return await submit(
         body,
+        request,
         response,
         settings=settings,
         engine=engine,

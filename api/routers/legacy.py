@@ -33,6 +33,7 @@ async def create_job_legacy(
     """Same as `POST /api/v1/jobs`; the answer adds `status_url`."""
     accepted = await submit(
         body,
+        request,
         response,
         settings=settings,
         engine=engine,

@@ -1,0 +1,41 @@
+"""GET /metrics (no /api/v1 prefix, no auth): Prometheus text exposition of the gateway.
+
+It carries no secrets, but job counts per workflow are operational detail: expose the port to
+the scraper on a private network (or block /metrics at the ingress), not to the internet.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from api.deps import EngineDep
+from api.metrics import CONTENT_TYPE, MetricsRegistry
+
+router = APIRouter(tags=["metrics"])
+
+EXAMPLE = """# HELP llmflow_jobs Jobs in the mirror database by status and workflow.
+# TYPE llmflow_jobs gauge
+llmflow_jobs{status="completed",workflow_name="quickstart"} 12
+# HELP llmflow_mirror_up 1 when the mirror database answered this scrape within the timeout, else 0.
+# TYPE llmflow_mirror_up gauge
+llmflow_mirror_up 1
+"""
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"example": EXAMPLE}}}},
+)
+async def metrics(request: Request, engine: EngineDep) -> Response:
+    """Prometheus metrics (text format 0.0.4). **Unauthenticated**: scrape it on a private network.
+
+    Always 200: when the mirror database fails or takes over 3 s, the database-backed gauges
+    (`llmflow_jobs`, `llmflow_alerts`) are left out and `llmflow_mirror_up` is 0.
+    """
+    registry: MetricsRegistry | None = getattr(request.app.state, "metrics", None)
+    if registry is None:  # metrics middleware not installed: database gauges only
+        registry = MetricsRegistry(version=request.app.version)
+    mirror = await registry.read_mirror(engine)
+    return Response(content=registry.render(mirror), media_type=CONTENT_TYPE)

@@ -1,0 +1,324 @@
+"""GET /metrics: a well-formed Prometheus text exposition, request metrics by route template,
+gauges read from the mirror at scrape time, and a 200 with llmflow_mirror_up 0 when the database
+is down or hangs."""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+
+from api.metrics import CONTENT_TYPE, Exposition, MetricsRegistry, record_job_submitted
+from core.db import delete_job, insert_alert, insert_job, make_engine
+from core.models import Alert, Job
+from core.settings import Settings
+from tests.api_server import serve
+from tests.test_api_alerts import build_app
+
+Labels = tuple[tuple[str, str], ...]
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+_UNESCAPE = re.compile(r"\\([\\\"n])")
+
+
+def parse(text: str) -> dict[str, dict]:
+    """A strict reader of the text format: every sample belongs to a family declared before it
+    with exactly one HELP and one TYPE. Returns {family: {type, help, samples: {(name, labels):
+    value}}}."""
+    families: dict[str, dict] = {}
+    assert text.endswith("\n")
+    for line in text[:-1].split("\n"):
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            kind, name, rest = line[2:6], *line[7:].split(" ", 1)
+            fam = families.setdefault(name, {"samples": {}})
+            assert kind.lower() not in fam, f"second {kind} for {name}"
+            assert not fam["samples"], f"{kind} after samples of {name}"
+            fam[kind.lower()] = rest
+            continue
+        match = _SAMPLE.match(line)
+        assert match, f"not a sample line: {line!r}"
+        name, raw_labels, raw_value = match.groups()
+        labels: list[tuple[str, str]] = []
+        pos = 0
+        while raw_labels and pos < len(raw_labels):
+            lm = _LABEL.match(raw_labels, pos)
+            assert lm, f"bad labels in {line!r}"
+            value = _UNESCAPE.sub(lambda m: {"n": "\n"}.get(m[1], m[1]), lm[2])
+            labels.append((lm[1], value))
+            pos = lm.end()
+        family = _family_of(name, families)
+        assert "type" in families[family] and "help" in families[family], name
+        key = (name, tuple(labels))
+        assert key not in families[family]["samples"], f"duplicate sample {line!r}"
+        families[family]["samples"][key] = float(raw_value)
+    for name, fam in families.items():
+        if fam["type"] == "histogram":
+            check_histogram(name, fam["samples"])
+    return families
+
+
+def _family_of(sample: str, families: dict[str, dict]) -> str:
+    if sample in families:
+        return sample
+    for suffix in ("_bucket", "_sum", "_count"):
+        base = sample.removesuffix(suffix)
+        if base != sample and families.get(base, {}).get("type") == "histogram":
+            return base
+    raise AssertionError(f"sample {sample} has no HELP/TYPE")
+
+
+def check_histogram(name: str, samples: dict) -> None:
+    series: dict[Labels, list[tuple[float, float]]] = defaultdict(list)
+    sums: dict[Labels, float] = {}
+    counts: dict[Labels, float] = {}
+    for (sample, labels), value in samples.items():
+        rest = tuple(kv for kv in labels if kv[0] != "le")
+        if sample == f"{name}_bucket":
+            series[rest].append((float(dict(labels)["le"]), value))
+        elif sample == f"{name}_sum":
+            sums[rest] = value
+        elif sample == f"{name}_count":
+            counts[rest] = value
+    assert set(series) == set(sums) == set(counts)
+    for labels, buckets in series.items():
+        bounds = [b for b, _ in buckets]
+        values = [v for _, v in buckets]
+        assert bounds == sorted(bounds) and math.isinf(bounds[-1]), (name, labels)
+        assert values == sorted(values), f"{name}{labels} buckets not cumulative"
+        assert values[-1] == counts[labels] and sums[labels] >= 0
+
+
+def value(families: dict, family: str, **labels: str) -> float | None:
+    """The sample of `family` (gauge/counter) whose labels are exactly `labels`."""
+    want = (family, tuple(sorted(labels.items())))
+    for (name, got), v in families.get(family, {"samples": {}})["samples"].items():
+        if (name, tuple(sorted(got))) == want:
+            return v  # type: ignore[no-any-return]
+    return None
+
+
+async def scrape(api) -> dict:  # type: ignore[no-untyped-def]
+    resp = await api.get("/metrics")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == CONTENT_TYPE
+    return parse(resp.text)
+
+
+def test_exposition_escapes_labels_and_help_and_formats_values() -> None:
+    out = Exposition()
+    tricky = 'a "quoted" \\ back\nslash'
+    out.family("x_total", "counter", "help with \\ and\nnewline", [("", {"k": tricky}, 3.0)])
+    out.family("y", "gauge", "floats", [("", {}, 0.25), ("", {"i": "inf"}, math.inf)])
+    text = out.text()
+    assert 'x_total{k="a \\"quoted\\" \\\\ back\\nslash"} 3\n' in text
+    assert "# HELP x_total help with \\\\ and\\nnewline\n" in text
+    families = parse(text)
+    assert families["x_total"]["samples"] == {("x_total", (("k", tricky),)): 3.0}
+    assert value(families, "y") == 0.25 and value(families, "y", i="inf") == math.inf
+
+
+def test_histogram_buckets_hold_values_at_their_bound() -> None:
+    registry = MetricsRegistry(buckets=(0.1, 1.0))
+    for seconds in (0.05, 0.1, 0.5, 7.0):
+        registry.observe_request("GET", "/r", 200, seconds)
+    families = parse(registry.render(None))
+    hist = families["llmflow_http_request_duration_seconds"]["samples"]
+    labels = (("method", "GET"), ("route", "/r"))
+    bucket = "llmflow_http_request_duration_seconds_bucket"
+    assert hist[(bucket, (*labels, ("le", "0.1")))] == 2  # le is inclusive
+    assert hist[(bucket, (*labels, ("le", "1")))] == 3
+    assert hist[(bucket, (*labels, ("le", "+Inf")))] == 4
+    assert hist[("llmflow_http_request_duration_seconds_sum", labels)] == pytest.approx(7.65)
+    assert value(families, "llmflow_mirror_up") == 0
+    assert "llmflow_jobs" not in families
+
+
+async def test_requests_are_counted_by_route_template(
+    settings: Settings, engine: Engine, temporal_client: Client
+) -> None:
+    keyed = settings.model_copy(update={"api_keys": ["metrics-key-123456"]})
+    auth = {"Authorization": "Bearer metrics-key-123456"}
+    app = build_app(keyed, engine, temporal_client)
+    async with serve(app) as api:
+        before = await scrape(api)  # no key needed for /metrics
+        assert (await api.get("/api/v1/jobs/abc", headers=auth)).status_code == 404
+        assert (await api.get("/api/v1/jobs/def", headers=auth)).status_code == 404
+        assert (await api.get("/api/v1/jobs/abc")).status_code == 401
+        assert (await api.get("/no/such/path/123")).status_code == 404
+        assert (await api.delete("/api/v1/jobs/abc", headers=auth)).status_code == 405
+        # An untyped body: JsonByDefault copies the scope, the route must still be known.
+        untyped = await api.post(
+            "/api/v1/jobs", content=b'{"workflow_name": "no-such-workflow"}', headers=auth
+        )
+        assert untyped.status_code == 404
+        assert (await api.request("BREW", "/health")).status_code == 405
+        after = await scrape(api)
+
+    requests = "llmflow_http_requests_total"
+    job = "/api/v1/jobs/{job_id}"
+    assert value(before, requests, method="GET", route=job, status="404") is None
+    assert value(after, requests, method="GET", route=job, status="404") == 2
+    assert value(after, requests, method="GET", route=job, status="401") == 1
+    assert value(after, requests, method="DELETE", route=job, status="405") == 1
+    assert value(after, requests, method="POST", route="/api/v1/jobs", status="404") == 1
+    assert value(after, requests, method="GET", route="unmatched", status="404") == 1
+    assert value(after, requests, method="other", route="/health", status="405") == 1
+    assert value(after, requests, method="GET", route="/metrics", status="200") == 1
+    count = "llmflow_http_request_duration_seconds_count"
+    durations = after["llmflow_http_request_duration_seconds"]["samples"]
+    assert durations[(count, (("method", "GET"), ("route", job)))] == 3
+    routes = {dict(labels)["route"] for _, labels in after[requests]["samples"]}
+    assert not any("abc" in r or "def" in r or "123" in r for r in routes), routes
+    assert value(after, "llmflow_build_info", version=app.version) == 1
+
+
+async def test_gauges_read_jobs_and_alerts_from_the_mirror_at_scrape_time(
+    settings: Settings, engine: Engine, temporal_client: Client
+) -> None:
+    workflow = f"metrics-test-{uuid.uuid4().hex[:10]}"
+    job_ids: list[str] = []
+
+    def add_job(status: str) -> None:
+        job_ids.append(f"{workflow}-{len(job_ids)}")
+        insert_job(
+            engine,
+            Job(job_id=job_ids[-1], workflow_name=workflow, workflow_version="1", status=status),
+        )
+
+    for status in ("completed", "completed", "failed", "cancelled"):
+        add_job(status)
+    app = build_app(settings, engine, temporal_client)
+    try:
+        async with serve(app) as api:
+            first = await scrape(api)
+            add_job("completed")
+            insert_alert(engine, Alert(level="CRITICAL", source=workflow, message="m"))
+            record_job_submitted(app.state.metrics, workflow)
+            record_job_submitted(None, workflow)  # an app without metrics: no-op
+            second = await scrape(api)
+    finally:
+        for job_id in job_ids:
+            delete_job(engine, job_id)
+
+    def jobs(families: dict, status: str) -> float | None:
+        return value(families, "llmflow_jobs", status=status, workflow_name=workflow)
+
+    assert value(first, "llmflow_mirror_up") == 1
+    assert [jobs(first, s) for s in ("completed", "failed", "cancelled")] == [2, 1, 1]
+    assert [jobs(first, s) for s in ("queued", "running", "timed_out")] == [0, 0, 0]
+    assert jobs(second, "completed") == 3
+    critical = value(first, "llmflow_alerts", level="CRITICAL")
+    assert (
+        critical is not None and value(second, "llmflow_alerts", level="CRITICAL") == critical + 1
+    )
+    assert {dict(labels)["level"] for _, labels in first["llmflow_alerts"]["samples"]} == {
+        "INFO",
+        "WARNING",
+        "ERROR",
+        "CRITICAL",
+    }
+    assert value(first, "llmflow_jobs_submitted_total", workflow_name=workflow) is None
+    assert value(second, "llmflow_jobs_submitted_total", workflow_name=workflow) == 1
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: a hung database. Counts connections."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.accepted.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()  # the blocked client read fails now, not at its connect timeout
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def test_database_down_leaves_out_the_mirror_gauges_and_still_answers(
+    settings: Settings, engine: Engine, temporal_client: Client, closed_port: int
+) -> None:
+    down = make_engine(f"postgresql://llmflow:pw@127.0.0.1:{closed_port}/llmflow")
+    app = build_app(settings, engine, temporal_client)
+    try:
+        async with serve(app) as api:
+            app.state.engine = down  # started against the real one: the lifespan creates tables
+            outage = await scrape(api)
+            app.state.engine = engine
+            recovered = await scrape(api)
+    finally:
+        down.dispose()
+    assert value(outage, "llmflow_mirror_up") == 0
+    assert "llmflow_jobs" not in outage and "llmflow_alerts" not in outage
+    assert "llmflow_http_requests_total" in outage and "llmflow_build_info" in outage
+    assert value(recovered, "llmflow_mirror_up") == 1 and "llmflow_jobs" in recovered
+
+
+async def test_a_hanging_database_is_cut_off_by_the_scrape_timeout(
+    settings: Settings, engine: Engine, temporal_client: Client, silent_server: SilentServer
+) -> None:
+    hung = make_engine(f"postgresql://llmflow:pw@127.0.0.1:{silent_server.port}/llmflow")
+    app = build_app(settings, engine, temporal_client)
+    app.state.metrics.db_timeout = 0.3
+    try:
+        async with serve(app) as api:
+            app.state.engine = hung
+            started = time.monotonic()
+            first = await scrape(api)
+            second = await scrape(api)  # joins the read still in flight instead of another
+            elapsed = time.monotonic() - started
+    finally:
+        hung.dispose()
+    assert value(first, "llmflow_mirror_up") == 0 and value(second, "llmflow_mirror_up") == 0
+    assert "llmflow_jobs" not in first
+    assert elapsed < 2.5, elapsed  # the connect timeout is 5 s; the scrape gave up at 0.3 s
+    assert len(silent_server.accepted) == 1  # one read in flight, however many scrapes
+
+
+def test_the_reference_parser_reads_the_same_values() -> None:
+    # An independent reader, when installed (it is not a dependency of llmflow).
+    parser = pytest.importorskip("prometheus_client.parser")
+    registry = MetricsRegistry(version='1.0 "rc" \\ \n')
+    registry.observe_request("GET", "/a/{id}", 200, 0.2)
+    registry.job_submitted("quickstart")
+    families = {f.name: f for f in parser.text_string_to_metric_families(registry.render(None))}
+    assert families["llmflow_http_request_duration_seconds"].type == "histogram"
+    assert families["llmflow_build_info"].samples[0].labels == {"version": '1.0 "rc" \\ \n'}
+    submitted = families["llmflow_jobs_submitted"].samples[0]
+    assert submitted.labels == {"workflow_name": "quickstart"} and submitted.value == 1

@@ -10,6 +10,7 @@ import pytest
 
 from core.paths import DEFAULT_PROMPTS_DIR, DEFAULT_WORKFLOW_DEFS_DIR
 from workflow_defs.loader import (
+    NON_DEFINITION_FILES,
     DefinitionError,
     LoadedDefinition,
     Problem,
@@ -524,7 +525,9 @@ def test_every_shipped_definition_loads() -> None:
         DEFAULT_WORKFLOW_DEFS_DIR, prompts_dir=DEFAULT_PROMPTS_DIR, has_service=SERVICES.has
     )
     shipped = sorted(
-        p.name for p in DEFAULT_WORKFLOW_DEFS_DIR.glob("*.json") if p.name != "services.json"
+        p.name
+        for p in DEFAULT_WORKFLOW_DEFS_DIR.glob("*.json")
+        if p.name not in NON_DEFINITION_FILES
     )
     assert sorted(d.source for d in registry.all()) == shipped
     for loaded in registry.all():

@@ -14,15 +14,24 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.ssrf import BlockedAddressError, check_url
+from api.reconciler import reconcile_row
 from api.schemas import JobAccepted, JobCreate, JobView, TemporalRef
 from api.temporal_link import TemporalLink
 from core import db
-from core.contracts import TERMINAL_STATUSES, InterpreterInput, JobStatus, Progress, WebhookTarget
+from core.contracts import (
+    TERMINAL_STATUSES,
+    InterpreterInput,
+    JobResult,
+    JobStatus,
+    Progress,
+    WebhookTarget,
+)
+from core.errors import ErrorContext
 from core.models import Job, JobSecret, utcnow
 from core.redaction import redact
 from core.settings import Settings
@@ -315,8 +324,9 @@ async def get_job_view(
     if row is None and live is None:
         raise NotFound(f"job {job_id!r} not found")
     if row is None:
+        # No mirror row (the database was down at submit, or is now): Temporal alone.
         assert live is not None
-        return JobView(
+        view = JobView(
             job_id=job_id,
             status=live["status"],
             workflow_name=live["workflow_name"],
@@ -329,12 +339,13 @@ async def get_job_view(
                 ui_url=_ui_url(settings, job_id, live["run_id"]),
             ),
         )
+        if live["status"] in TERMINAL_STATUSES:
+            await _fill_from_result(view, temporal)
+        return view
     if live is not None and live["status"] in TERMINAL_STATUSES:
         # Closed in Temporal but not yet in the mirror (the final mirror write is in flight, or
         # the run was terminated/timed out from outside): reconcile now rather than show a
         # status without its output or error.
-        from api.reconciler import reconcile_row
-
         try:
             await reconcile_row(engine, temporal, row)
             row = await asyncio.to_thread(db.get_job, engine, job_id) or row
@@ -349,6 +360,25 @@ async def get_job_view(
             view.status = live["status"]
         view.temporal.run_id = live["run_id"]
     return view
+
+
+async def _fill_from_result(view: JobView, temporal: TemporalLink) -> None:
+    client = await temporal.client()
+    handle = client.get_workflow_handle(view.job_id, result_type=JobResult)
+    try:
+        result = await handle.result()
+    except WorkflowFailureError as exc:
+        view.error = ErrorContext.from_failure(exc.cause).model_dump(mode="json")
+        return
+    except Exception as exc:
+        log.warning(
+            "job %s: could not read its result from Temporal: %s", view.job_id, type(exc).__name__
+        )
+        return
+    view.status = result.status
+    view.output = result.output
+    view.error = result.error
+    view.metadata = result.metadata.model_dump(mode="json")
 
 
 def _view_from_row(row: Job, settings: Settings, *, progress: dict[str, Any] | None) -> JobView:

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
 from api.auth import check_auth_config
@@ -46,7 +47,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
         app.state.engine = engine or make_engine(settings.database_url)
-        create_tables(app.state.engine)
+        try:
+            create_tables(app.state.engine)
+        except SQLAlchemyError as exc:
+            # Serve anyway: jobs are accepted into Temporal and the worker's mirror writes the
+            # rows later; the reconciler keeps trying to create the tables.
+            log.warning(
+                "database unavailable at start (%s); continuing without it", type(exc).__name__
+            )
         app.state.temporal = TemporalLink(settings, temporal_client)
         app.state.redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
         reconciler = Reconciler(app.state.engine, app.state.temporal)

@@ -52,6 +52,7 @@ class Reconciler:
         self._interval = interval
         self._batch = batch
         self._reset_window = reset_window
+        self._tables_ready = False
 
     async def run_forever(self) -> None:
         while True:
@@ -65,6 +66,10 @@ class Reconciler:
 
     async def reconcile_once(self) -> int:
         """One pass; returns how many rows were changed."""
+        if not self._tables_ready:
+            # The gateway may have started while the database was down.
+            await asyncio.to_thread(db.create_tables, self._engine)
+            self._tables_ready = True
         changed = 0
         cutoff = utcnow() - timedelta(seconds=self._interval)
         rows = await asyncio.to_thread(

@@ -135,3 +135,30 @@ async def test_queued_job_shows_live_status_before_a_worker_runs_it(
         async with harness.running_worker(temporal_client, settings, engine):
             done = await poll(api, job_id)
     assert done["status"] == "completed"
+
+
+async def test_database_down_at_submit_the_job_is_accepted_and_runs(
+    temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    from core.db import make_engine
+
+    upstream.route("POST", CHAT, openai_chat(json.dumps({"title": "T", "points": ["a", "b", "c"]})))
+    down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/unreachable")
+    try:
+        async with harness.running_worker(temporal_client, settings, engine):
+            # The gateway starts and accepts although its database is unreachable ...
+            async with gateway(settings, engine=down, temporal_client=temporal_client) as api:
+                resp = await api.post(
+                    "/api/v1/jobs",
+                    json={"workflow_name": "quickstart", "input_data": {"topic": "x"}},
+                )
+                assert resp.status_code == 202, resp.text
+                job = await poll(api, resp.json()["job_id"])
+    finally:
+        down.dispose()
+    # ... reads the outcome from Temporal while the row is unreachable ...
+    assert job["status"] == "completed" and job["output"]["title"] == "T"
+    assert job["metadata"]["steps"][0]["id"] == "explain"
+    # ... and the worker's mirror wrote the row into the real database.
+    row = get_job(engine, job["job_id"])
+    assert row is not None and row.status == "completed"

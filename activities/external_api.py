@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from activities.cache import ResponseCache, cache_key
 from activities.external_api_models import ExternalApiInput, ExternalApiOutput
 from activities.http_errors import current_attempt, error_for_status, error_for_transport
+from activities.resilience import Resilience, service_policy
 from core.errors import ErrorContext, ErrorType
 from core.redaction import REDACTED, redact_text
 from core.settings import Settings
@@ -75,11 +76,14 @@ class ExternalApiActivities:
         http: httpx.AsyncClient,
         registry: ServiceRegistry,
         cache: ResponseCache,
+        resilience: Resilience | None = None,
     ) -> None:
         self.settings = settings
         self.http = http
         self.registry = registry
         self.cache = cache
+        # None: no rate limits or breakers (unit tests); the worker passes its shared one.
+        self.resilience = resilience
         _guard_httpx_log()
 
     @activity.defn(name="external_api_call")
@@ -98,7 +102,7 @@ class ExternalApiActivities:
             if isinstance(hit, dict) and "data" in hit:
                 log.info("external_api %s: cache hit", call.what)
                 return self._output(call, hit["data"], int(hit.get("status_code", 200)), True)
-        status, data = await self._send(call)
+        status, data = await self._guarded_send(call)
         if ttl > 0:
             await self.cache.set(key, {"data": data, "status_code": status}, ttl)
         return self._output(call, data, status, False)
@@ -159,6 +163,18 @@ class ExternalApiActivities:
         return str(value) if value else None
 
     # -- sending --------------------------------------------------------------------------
+
+    async def _guarded_send(self, call: _Call) -> tuple[int, Any]:
+        if self.resilience is None:
+            return await self._send(call)
+        limit, breaker = service_policy(self.registry.get(call.input.service))
+        async with self.resilience.guard(
+            f"service:{call.input.service}",
+            rate_limit=limit,
+            breaker=breaker,
+            details={**call.details, "step_id": call.input.step_id},
+        ):
+            return await self._send(call)
 
     async def _send(self, call: _Call) -> tuple[int, Any]:
         req = call.request

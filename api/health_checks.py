@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
@@ -21,6 +21,7 @@ from temporalio.api.enums.v1 import NamespaceState, TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
 
+from activities.resilience import Resilience
 from api.temporal_link import TemporalLink
 from core.db import ping
 from core.redaction import redact_text
@@ -62,11 +63,23 @@ class RedisHealth(BaseModel):
     latency_ms: float | None = None
 
 
+class BreakersHealth(BaseModel):
+    status: Literal["ok", "open", "unknown"] = Field(
+        description="open when any service/provider breaker is open or half-open; unknown "
+        "without Redis (breakers then live inside each worker)"
+    )
+    open: list[str] = Field(
+        default_factory=list, description="keys like service:weatherapi, llm:openrouter"
+    )
+    states: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
 class DetailedComponents(BaseModel):
     database: DatabaseHealth
     temporal: TemporalHealth
     worker: WorkerHealth
     redis: RedisHealth
+    breakers: BreakersHealth = Field(default_factory=lambda: BreakersHealth(status="unknown"))
 
 
 class DetailedHealth(BaseModel):
@@ -233,6 +246,21 @@ async def _close_quietly(client: Redis) -> None:
         pass  # a client that never connected has nothing worth reporting on close
 
 
+async def check_breakers(
+    redis_client: Redis | None, *, within: float = CHECK_TIMEOUT_SECONDS
+) -> BreakersHealth:
+    """Breaker states the workers share through Redis (informational: an open breaker means a
+    service is failing, not that llmflow is unhealthy, so it doesn't degrade the status)."""
+    if redis_client is None:
+        return BreakersHealth(status="unknown")
+    try:
+        states = await asyncio.wait_for(Resilience(redis_client).snapshot(), timeout=within)
+    except Exception:
+        return BreakersHealth(status="unknown")
+    opened = sorted(k for k, v in states.items() if v.get("state") != "closed")
+    return BreakersHealth(status="open" if opened else "ok", open=opened, states=states)
+
+
 async def detailed_health(
     settings: Settings,
     engine: Engine,
@@ -243,11 +271,12 @@ async def detailed_health(
 ) -> DetailedHealth:
     """All checks at once; degraded unless the database, Temporal, a worker and (when
     configured) Redis are ok."""
-    database, temporal_health, worker, redis = await asyncio.gather(
+    database, temporal_health, worker, redis, breakers = await asyncio.gather(
         check_database(engine, within=within),
         check_temporal(temporal, settings, within=within),
         check_worker(temporal, settings.temporal_task_queue, within=within),
         check_redis(settings.redis_url, redis_client, within=within),
+        check_breakers(redis_client, within=within),
     )
     ok = (
         database.status == "ok"
@@ -258,6 +287,10 @@ async def detailed_health(
     return DetailedHealth(
         status="ok" if ok else "degraded",
         components=DetailedComponents(
-            database=database, temporal=temporal_health, worker=worker, redis=redis
+            database=database,
+            temporal=temporal_health,
+            worker=worker,
+            redis=redis,
+            breakers=breakers,
         ),
     )

@@ -221,3 +221,33 @@ async def test_openapi_documents_detailed_health(
     ref = {"$ref": "#/components/schemas/DetailedHealth"}
     assert responses["503"]["content"]["application/json"]["schema"] == ref
     assert spec["components"]["schemas"]["DetailedHealth"]["examples"]
+
+
+async def test_open_breakers_shared_through_redis_are_reported(
+    temporal_client: Client, settings: Settings, engine: Engine, redis_url: str
+) -> None:
+    from redis.asyncio import Redis
+
+    from activities.breaker import BreakerConfig
+    from activities.resilience import Resilience
+
+    key = f"service:health-test-{os.urandom(4).hex()}"
+    client = Redis.from_url(redis_url)
+    shared = Resilience(client)
+    cfg = BreakerConfig(failure_threshold=2, recovery_timeout=60)
+    for _ in range(2):
+        await shared.breaker.record_failure(key, cfg, "UPSTREAM_ERROR: 503")
+    try:
+        app = build_app(
+            settings.model_copy(update={"redis_url": redis_url}),
+            engine=engine,
+            temporal_client=temporal_client,
+        )
+        async with serve(app) as api:
+            body = (await api.get(DETAILED)).json()
+    finally:
+        await client.delete(f"llmflow:breaker:{key}")
+        await client.aclose()
+    breakers = body["components"]["breakers"]
+    assert breakers["status"] == "open" and key in breakers["open"]
+    assert breakers["states"][key]["state"] == "open"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -20,14 +22,18 @@ from activities.http_errors import new_http_client
 from activities.http_step import HttpActivities
 from activities.llm.activity import LlmActivities
 from activities.mirror import MirrorActivities
+from activities.resilience import Resilience
 from activities.ssrf import guarded_client
 from activities.webhook_step import WebhookActivities
-from core.db import create_tables, make_engine
+from core.db import create_tables, insert_alert, make_engine
+from core.models import Alert
 from core.settings import Settings
 from worker.interpreter import InterpreterWorkflow
 from worker.mirror_workflow import MirrorWorkflow
 from worker.webhook_delivery import WebhookDeliveryWorkflow
 from workflow_defs.services import ServiceRegistry, load_services
+
+log = logging.getLogger(__name__)
 
 # Pure modules the interpreter uses; passing them through keeps one copy (and pydantic's
 # compiled validators) instead of re-importing them in every workflow sandbox.
@@ -64,6 +70,27 @@ class WorkerResources:
     redis: aioredis.Redis | None
 
 
+def breaker_alerts(engine: Engine) -> Callable[[str, str, str, str], Awaitable[None]]:
+    """on_transition for the breakers: an Alert row per open (WARNING) and close (INFO)."""
+
+    async def on_transition(key: str, old: str, new: str, reason: str) -> None:
+        level = {"open": "WARNING", "closed": "INFO"}.get(new)
+        if level is None:  # half-open is a step towards one of those, not news
+            return
+        alert = Alert(
+            level=level,
+            source="breaker",
+            message=f"circuit breaker {key}: {old} → {new} ({reason})"[:2000],
+            details={"key": key, "from": old, "to": new},
+        )
+        try:
+            await asyncio.to_thread(insert_alert, engine, alert)
+        except Exception:
+            log.exception("could not store the alert for breaker %s", key)
+
+    return on_transition
+
+
 @contextlib.asynccontextmanager
 async def worker_resources(
     settings: Settings, *, engine: Engine | None = None
@@ -89,8 +116,12 @@ async def worker_resources(
 def build_worker(
     client: Client, settings: Settings, res: WorkerResources, **worker_kwargs: object
 ) -> Worker:
-    llm = LlmActivities(settings, res.http)
-    external = ExternalApiActivities(settings, res.http, res.registry, ResponseCache(res.redis))
+    # One per worker: the in-process fallback state must be shared by all its activities.
+    resilience = Resilience(res.redis, on_transition=breaker_alerts(res.engine))
+    llm = LlmActivities(settings, res.http, resilience=resilience)
+    external = ExternalApiActivities(
+        settings, res.http, res.registry, ResponseCache(res.redis), resilience
+    )
     http_step = HttpActivities(settings, res.guarded)
     webhook = WebhookActivities(settings, res.guarded, res.engine)
     alerts = AlertActivities(settings, res.engine, res.guarded)

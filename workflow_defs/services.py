@@ -68,6 +68,13 @@ class RateLimit(_Model):
     burst: int | None = Field(default=None, gt=0)
 
 
+class BreakerDef(_Model):
+    """Circuit breaker overrides; absent fields keep the defaults (5 failures, 30 s)."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    recovery_timeout: float = Field(default=30.0, gt=0)
+
+
 class ErrorBodySpec(_Model):
     """Dotted paths to the message/code in the service's JSON error body."""
 
@@ -212,6 +219,7 @@ class ServiceDef(_Model):
     auth: AuthDef | None = None
     cache_ttl: int = Field(default=300, ge=0)
     rate_limit: RateLimit | None = None
+    breaker: BreakerDef | None = None
     error_body: ErrorBodySpec | None = None
     status_check: StatusCheck | None = None
     response_hook: str | None = None

@@ -26,6 +26,7 @@ from activities.llm.models import LlmCallInput, LlmCallOutput, LlmUsage
 from activities.llm.pricing import cost_usd
 from activities.llm.providers import MissingProviderSetting, resolve_provider
 from activities.llm.response_format import ResponseFormat, parse_response_format
+from activities.resilience import Resilience
 from core.errors import ErrorContext, ErrorType
 from core.redaction import redact_text
 from core.settings import Settings
@@ -86,10 +87,13 @@ class LlmActivities:
         http: httpx.AsyncClient,
         *,
         heartbeat_interval_seconds: float = 5.0,
+        resilience: Resilience | None = None,
     ) -> None:
         self._settings = settings
         self._http = http
         self._heartbeat_interval = heartbeat_interval_seconds
+        # None: no breaker (unit tests); the worker passes its shared one.
+        self._resilience = resilience
 
     @activity.defn(name="llm_call")
     async def llm_call(self, input: LlmCallInput) -> LlmCallOutput:
@@ -160,6 +164,16 @@ class LlmActivities:
         assert last_error is not None  # candidates is never empty
         raise last_error
 
+    async def _complete(self, provider: ChatProvider, request: ChatRequest) -> ChatResult:
+        # A breaker per provider: an open one fails fast (retryable), so the fallbacks run.
+        if self._resilience is None or provider.name == "mock":
+            return await provider.complete(request)
+        async with self._resilience.guard(
+            f"llm:{provider.name}",
+            details={"provider": provider.name, "model": request.model},
+        ):
+            return await provider.complete(request)
+
     async def _call_with_repairs(
         self,
         provider: ChatProvider,
@@ -187,7 +201,7 @@ class LlmActivities:
                 mock_response=input.mock_response,
                 mock_latency_ms=latency,
             )
-            result = await provider.complete(request)
+            result = await self._complete(provider, request)
             tally.add(provider.name, model, result)
             if not fmt.is_json:
                 return result, None

@@ -20,7 +20,7 @@ from api.inbound_service import load_inbound
 from api.metrics import install_metrics
 from api.middleware import BodySizeLimit, JsonByDefault
 from api.reconciler import Reconciler
-from api.routers import alerts, health, inbound, jobs, legacy, metrics, workflows
+from api.routers import alerts, cache, health, inbound, jobs, legacy, metrics, workflows
 from api.temporal_link import TemporalLink
 from core.db import create_tables, make_engine
 from core.logging import setup_logging
@@ -85,6 +85,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)  # GET /metrics, no prefix, no auth (scrape privately)
     app.include_router(alerts.router, prefix=API_PREFIX)
+    app.include_router(cache.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(legacy.router, prefix=API_PREFIX)
     app.include_router(workflows.router, prefix=API_PREFIX)

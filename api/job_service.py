@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -19,6 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.ssrf import BlockedAddressError, check_url
+from api.pagination import BadCursor, decode_cursor, encode_cursor
 from api.reconciler import reconcile_row
 from api.schemas import JobAccepted, JobCreate, JobView, TemporalRef
 from api.temporal_link import TemporalLink
@@ -269,7 +269,10 @@ async def cancel_job(job_id: str, *, temporal: TemporalLink) -> JobStatus:
 async def list_job_rows(
     engine: Engine, *, status: str | None, workflow_name: str | None, limit: int, cursor: str | None
 ) -> tuple[list[Job], str | None]:
-    before = decode_cursor(cursor) if cursor else None
+    try:
+        before = decode_cursor(cursor, str) if cursor else None
+    except BadCursor as exc:
+        raise BadField("cursor", str(exc)) from None
     rows = await asyncio.to_thread(
         db.list_jobs,
         engine,
@@ -284,23 +287,6 @@ async def list_job_rows(
         last = rows[-1]
         next_cursor = encode_cursor(db.as_utc(last.created_at) or utcnow(), last.job_id)
     return rows, next_cursor
-
-
-def encode_cursor(created_at: datetime, job_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), job_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, job_id = json.loads(raw)
-        parsed = db.parse_time(created)
-        if parsed is None or not isinstance(job_id, str):
-            raise ValueError
-        return parsed, job_id
-    except Exception:
-        raise BadField("cursor", "invalid cursor; pass next_cursor from a previous page") from None
 
 
 def _ui_url(settings: Settings, job_id: str, run_id: str | None) -> str:

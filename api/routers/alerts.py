@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,6 +18,7 @@ from api.alert_schemas import (
 )
 from api.auth import Principal
 from api.deps import EngineDep
+from api.pagination import BadCursor, decode_cursor, encode_cursor
 from core import db
 from core.models import Alert
 
@@ -120,27 +119,14 @@ def _view(row: Alert) -> AlertView:
 
 
 def _encode_cursor(row: Alert) -> str:
-    created = db.as_utc(row.created_at) or row.created_at
-    raw = json.dumps([created.isoformat(), row.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor(db.as_utc(row.created_at) or row.created_at, row.id or 0)
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, alert_id = json.loads(raw)
-        parsed = db.parse_time(created)
-        if parsed is None or type(alert_id) is not int:
-            raise ValueError
-        return parsed, alert_id
-    except Exception:
+        return decode_cursor(cursor, int)
+    except BadCursor as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [
-                {
-                    "loc": ["query", "cursor"],
-                    "msg": "invalid cursor; pass next_cursor from a previous page",
-                    "type": "value_error",
-                }
-            ],
+            [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}],
         ) from None

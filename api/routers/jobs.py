@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from api import job_events, job_service, rerun_service
@@ -181,17 +181,25 @@ async def list_jobs(
     return JobList(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{job_id}", response_model=JobView, responses={404: {"description": "Unknown job"}})
-async def read_job(
+async def load_job_view(
     job_id: str, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep, _: Principal
 ) -> JobView:
-    """The job's status, output or error, per-step records, live progress and Temporal links."""
     try:
         return await job_service.get_job_view(
             job_id, settings=settings, engine=engine, temporal=temporal
         )
     except job_service.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+
+
+# The job named by the path's {job_id}, or 404; shared by every route that shows a job.
+JobViewDep = Annotated[JobView, Depends(load_job_view)]
+
+
+@router.get("/{job_id}", response_model=JobView, responses={404: {"description": "Unknown job"}})
+async def read_job(view: JobViewDep) -> JobView:
+    """The job's status, output or error, per-step records, live progress and Temporal links."""
+    return view
 
 
 @router.post(
@@ -258,15 +266,9 @@ async def rerun_job(
     },
 )
 async def job_events_stream(
-    job_id: str, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep, _: Principal
+    first: JobViewDep, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep
 ) -> StreamingResponse:
     """Follow a job live. Each event's `data` is JSON; the last one (`job`) is the full job view."""
-    try:
-        first = await job_service.get_job_view(
-            job_id, settings=settings, engine=engine, temporal=temporal
-        )
-    except job_service.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     stream = job_events.follow(first, settings=settings, engine=engine, temporal=temporal)
     return StreamingResponse(
         stream,

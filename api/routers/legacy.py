@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 
-from api import job_service
 from api.auth import Principal
 from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
-from api.routers.jobs import SUBMIT_RESPONSES, IdempotencyKey, submit
+from api.routers.jobs import SUBMIT_RESPONSES, IdempotencyKey, JobViewDep, submit
 from api.schemas import JobCreate, LegacyJobAccepted, LegacyResult, LegacyStatusView
 
 router = APIRouter(tags=["compatibility"])
@@ -51,16 +50,8 @@ async def create_job_legacy(
     response_model=LegacyStatusView,
     responses={404: {"description": "Unknown job"}},
 )
-async def read_status_legacy(
-    job_id: str, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep, _: Principal
-) -> LegacyStatusView:
+async def read_status_legacy(view: JobViewDep) -> LegacyStatusView:
     """Same as `GET /api/v1/jobs/{job_id}`; adds `result` = {output, metadata, steps_executed}."""
-    try:
-        view = await job_service.get_job_view(
-            job_id, settings=settings, engine=engine, temporal=temporal
-        )
-    except job_service.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     steps = (view.metadata or {}).get("steps") or []
     result = LegacyResult(
         output=view.output,

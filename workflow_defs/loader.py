@@ -48,6 +48,9 @@ class LoadedDefinition:
     source: str
     prompts: dict[str, str]
     warnings: list[Problem] = field(default_factory=list)
+    _snapshot: ResolvedDefinition | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def name(self) -> str:
@@ -58,6 +61,12 @@ class LoadedDefinition:
         return self.definition.version
 
     def snapshot(self) -> ResolvedDefinition:
+        # Computed once: a loaded definition never changes, and every submit needs it.
+        if self._snapshot is None:
+            self._snapshot = self._build_snapshot()
+        return self._snapshot
+
+    def _build_snapshot(self) -> ResolvedDefinition:
         body = self.definition.model_dump(mode="json", by_alias=True, exclude_none=True)
         canonical = json.dumps({"definition": body, "prompts": self.prompts}, sort_keys=True)
         return ResolvedDefinition(

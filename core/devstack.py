@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-from core.paths import DEFAULT_STATE_DIR
 from core.settings import PROVIDER_KEY_ENV, Settings
 from core.temporal import SEARCH_ATTRIBUTES
 
@@ -95,7 +94,7 @@ def _stop_all(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
 
 
 def run_dev(settings: Settings) -> int:
-    state_dir = DEFAULT_STATE_DIR
+    state_dir = settings.llmflow_state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", settings.database_url)

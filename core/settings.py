@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     port: int = 8000
     host: str = "127.0.0.1"
 
+    # Where `llmflow dev` keeps the dev server's SQLite file (LLMFLOW_STATE_DIR).
+    llmflow_state_dir: Path = DEFAULT_STATE_DIR
     database_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'llmflow.db'}"
     redis_url: str | None = None
 

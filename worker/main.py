@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 
 from core.logging import setup_logging
 from core.settings import Settings, get_settings
@@ -29,7 +30,11 @@ async def run_worker(settings: Settings | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with worker_resources(settings) as res:
-        worker = build_worker(client, settings, res)
+        # On SIGTERM (deploys), give running activities time to finish before they are
+        # cancelled; anything still running is retried by Temporal on another worker.
+        worker = build_worker(
+            client, settings, res, graceful_shutdown_timeout=timedelta(seconds=20)
+        )
         log.info(
             "worker polling task queue %r on %s (namespace %s)",
             settings.temporal_task_queue,

@@ -101,7 +101,9 @@ class ExternalApiActivities:
             hit = await self.cache.get(key)
             if isinstance(hit, dict) and "data" in hit:
                 log.info("external_api %s: cache hit", call.what)
+                _count_cache(input.service, "hit")
                 return self._output(call, hit["data"], int(hit.get("status_code", 200)), True)
+            _count_cache(input.service, "miss")
         status, data = await self._guarded_send(call)
         if ttl > 0:
             await self.cache.set(key, {"data": data, "status_code": status}, ttl)
@@ -363,3 +365,15 @@ def _guard_httpx_log() -> None:
     logger = logging.getLogger("httpx")
     if not any(isinstance(f, _RedactFilter) for f in logger.filters):
         logger.addFilter(_RedactFilter())
+
+
+def _count_cache(service: str, result: str) -> None:
+    """Cache hits/misses as a Temporal SDK metric: exported with the worker's other metrics
+    when WORKER_METRICS_PORT is set (no-op otherwise)."""
+    try:
+        meter = activity.metric_meter()
+    except RuntimeError:
+        return  # outside a worker (unit tests)
+    meter.create_counter(
+        "llmflow_cache_requests", "external_api cache lookups by result (hit|miss)"
+    ).add(1, {"service": service, "result": result})

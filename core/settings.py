@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     temporal_task_queue: str = "llm-workflows"
     temporal_ui_port: int = 8233
     temporal_ui_url: str | None = None
+    # Worker-side Prometheus endpoint (Temporal SDK metrics + llmflow_cache_requests); off when unset.
+    worker_metrics_port: int | None = None
 
     workflow_defs_dir: Path = DEFAULT_WORKFLOW_DEFS_DIR
     prompts_dir: Path = DEFAULT_PROMPTS_DIR

@@ -21,6 +21,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core.contracts import INTERPRETER_WORKFLOW, InterpreterInput, JobResult
 from core.settings import Settings
@@ -37,7 +38,16 @@ WORKFLOW_VERSION = SearchAttributeKey.for_keyword("WorkflowVersion")
 JOB_STATUS = SearchAttributeKey.for_keyword("JobStatus")
 
 
-async def connect(settings: Settings, *, attempts: int = 1, delay: float = 1.0) -> Client:
+def metrics_runtime(port: int, host: str = "0.0.0.0") -> Runtime:
+    """A Temporal runtime exporting SDK and activity metrics at http://host:port/metrics."""
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}"))
+    )
+
+
+async def connect(
+    settings: Settings, *, attempts: int = 1, delay: float = 1.0, runtime: Runtime | None = None
+) -> Client:
     last: Exception | None = None
     for attempt in range(max(1, attempts)):
         try:
@@ -45,6 +55,7 @@ async def connect(settings: Settings, *, attempts: int = 1, delay: float = 1.0) 
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
+                runtime=runtime,
             )
         except Exception as exc:  # connection refused while the server is starting
             last = exc

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from core.logging import setup_logging
 from core.settings import Settings, get_settings
-from core.temporal import connect, ensure_search_attributes
+from core.temporal import connect, ensure_search_attributes, metrics_runtime
 from worker.app import build_worker, worker_resources
 from workflow_defs.catalog import load_catalog
 
@@ -23,7 +23,12 @@ async def run_worker(settings: Settings | None = None) -> None:
     log.info(
         "definitions: %s", ", ".join(f"{d.name}@{d.version}" for d in catalog.definitions.all())
     )
-    client = await connect(settings, attempts=30)
+    runtime = (
+        metrics_runtime(settings.worker_metrics_port) if settings.worker_metrics_port else None
+    )
+    client = await connect(settings, attempts=30, runtime=runtime)
+    if runtime is not None:
+        log.info("worker metrics on :%d/metrics", settings.worker_metrics_port)
     await ensure_search_attributes(client, settings.temporal_namespace)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

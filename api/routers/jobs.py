@@ -67,15 +67,15 @@ async def submit(
     body: JobCreate,
     request: Request,
     response: Response,
-    *,
     settings: SettingsDep,
     engine: EngineDep,
     catalog: CatalogDep,
     temporal: TemporalDep,
-    principal: str,
-    idempotency_key: str | None,
+    principal: Principal,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobAccepted:
-    """Shared by POST /jobs and the earlier service's POST /workflow."""
+    """The submit itself, as a dependency shared by POST /jobs and the earlier service's
+    POST /workflow (FastAPI documents its body and header on both routes)."""
     try:
         result = await job_service.submit_job(
             body,
@@ -118,32 +118,15 @@ async def submit(
     return result.accepted
 
 
+SubmittedJob = Annotated[JobAccepted, Depends(submit)]
+
+
 @router.post(
     "", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted, responses=SUBMIT_RESPONSES
 )
-async def create_job(
-    body: JobCreate,
-    request: Request,
-    response: Response,
-    settings: SettingsDep,
-    engine: EngineDep,
-    catalog: CatalogDep,
-    temporal: TemporalDep,
-    principal: Principal,
-    idempotency_key: IdempotencyKey = None,
-) -> JobAccepted:
+async def create_job(accepted: SubmittedJob) -> JobAccepted:
     """Start a job: 202 with its id. Poll `GET /jobs/{job_id}` or pass `webhook_url` to be told."""
-    return await submit(
-        body,
-        request,
-        response,
-        settings=settings,
-        engine=engine,
-        catalog=catalog,
-        temporal=temporal,
-        principal=principal,
-        idempotency_key=idempotency_key,
-    )
+    return accepted
 
 
 @router.get("", response_model=JobList)

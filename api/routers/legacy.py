@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Request, status
 
-from api.auth import Principal
-from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
-from api.routers.jobs import SUBMIT_RESPONSES, IdempotencyKey, JobViewDep, submit
-from api.schemas import JobCreate, LegacyJobAccepted, LegacyResult, LegacyStatusView
+from api.routers.jobs import SUBMIT_RESPONSES, JobViewDep, SubmittedJob
+from api.schemas import LegacyJobAccepted, LegacyResult, LegacyStatusView
 
 router = APIRouter(tags=["compatibility"])
 
@@ -18,29 +16,8 @@ router = APIRouter(tags=["compatibility"])
     response_model=LegacyJobAccepted,
     responses=SUBMIT_RESPONSES,
 )
-async def create_job_legacy(
-    body: JobCreate,
-    request: Request,
-    response: Response,
-    settings: SettingsDep,
-    engine: EngineDep,
-    catalog: CatalogDep,
-    temporal: TemporalDep,
-    principal: Principal,
-    idempotency_key: IdempotencyKey = None,
-) -> LegacyJobAccepted:
+async def create_job_legacy(accepted: SubmittedJob, request: Request) -> LegacyJobAccepted:
     """Same as `POST /api/v1/jobs`; the answer adds `status_url`."""
-    accepted = await submit(
-        body,
-        request,
-        response,
-        settings=settings,
-        engine=engine,
-        catalog=catalog,
-        temporal=temporal,
-        principal=principal,
-        idempotency_key=idempotency_key,
-    )
     status_url = str(request.url_for("read_status_legacy", job_id=accepted.job_id))
     return LegacyJobAccepted(**accepted.model_dump(), status_url=status_url)
 

@@ -1,4 +1,4 @@
-"""Input and output of the `llm_call` activity (DESIGN §3.4 `llm`).
+"""Input and output of the `llm_call` activity (the `llm` step).
 
 These travel through Temporal history, so they hold no secrets: keys come from Settings.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 
 class LlmFallback(BaseModel):
@@ -49,6 +49,17 @@ class LlmUsage(BaseModel):
         )
 
 
+class LlmCallUsage(BaseModel):
+    """One call's bill in the shape the earlier service's client reads as `llm_usage`."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost_usd: float
+    duration_ms: int
+
+
 class LlmCallOutput(BaseModel):
     content: str
     data: Any = None  # parsed JSON when a JSON response_format was asked for
@@ -60,3 +71,17 @@ class LlmCallOutput(BaseModel):
     finish_reason: str | None
     attempt: int
     warnings: list[str] = Field(default_factory=list)
+
+    # Derived, not stored: results recorded in history before it existed decode without it
+    # and still carry it, so old runs replay and read the same.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def llm_usage(self) -> LlmCallUsage:
+        return LlmCallUsage(
+            model=self.model,
+            input_tokens=self.usage.input_tokens,
+            output_tokens=self.usage.output_tokens,
+            total_tokens=self.usage.total_tokens,
+            cost_usd=self.cost_usd,
+            duration_ms=self.duration_ms,
+        )

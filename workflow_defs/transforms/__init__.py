@@ -23,7 +23,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from workflow_defs.transforms import lists, markdown, merge, objects, schema, template, text
+from workflow_defs.transforms import (
+    lists,
+    markdown,
+    merge,
+    objects,
+    schema,
+    sections,
+    template,
+    text,
+)
 from workflow_defs.transforms.errors import TransformError
 from workflow_defs.transforms.spec import OperationSpec, Problem
 
@@ -36,7 +45,7 @@ __all__ = [
 
 _REGISTRY: dict[str, OperationSpec] = {
     spec.name: spec
-    for family in (lists, objects, text, template, markdown, merge, schema)
+    for family in (lists, objects, text, template, markdown, merge, schema, sections)
     for spec in family.SPECS
 }
 

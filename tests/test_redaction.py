@@ -1,9 +1,11 @@
-"""The one redactor (DESIGN §7) and the ErrorContext ↔ Temporal failure mapping."""
+"""The one redactor and the ErrorContext ↔ Temporal failure mapping."""
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,6 +162,145 @@ def test_extra_secrets() -> None:
         f"a per-job {REDACTED} here"
     )
     assert redact({"x": ["s3cr3t-value"]}, extra_secrets=["s3cr3t-value"]) == {"x": [REDACTED]}
+
+
+# --- mangled echoes of configured secrets ---------------------------------------------------------
+
+PROVIDER_KEY = "sk-proj-Q7rT2vX9mK4pL8nW3bY6"  # configured; tests below see it echoed back mangled
+
+
+@pytest.fixture
+def configured_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("OPENAI_API_KEY", PROVIDER_KEY)
+    return PROVIDER_KEY
+
+
+def _leaks(out: str, secret: str) -> list[str]:
+    """Every 8-character piece of the secret (or its reverse) still in `out`, any case."""
+    low = out.lower()
+    pieces = [secret.lower(), secret.lower()[::-1]]
+    return [p[i : i + 8] for p in pieces for i in range(len(p) - 7) if p[i : i + 8] in low]
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(PROVIDER_KEY.upper(), id="upper-cased"),
+        pytest.param(PROVIDER_KEY.lower(), id="lower-cased"),
+        pytest.param(PROVIDER_KEY[:-2], id="truncated-by-two"),
+        pytest.param(PROVIDER_KEY[2:], id="first-two-dropped"),
+        pytest.param(PROVIDER_KEY[::-1], id="reversed"),
+        pytest.param(PROVIDER_KEY[::-1].upper(), id="reversed-upper-cased"),
+        pytest.param(PROVIDER_KEY[8:16], id="an-8-char-fragment"),
+        pytest.param(PROVIDER_KEY.swapcase()[5:], id="swapped-case-tail"),
+    ],
+)
+def test_mangled_echo_of_a_configured_key_is_redacted(configured_key: str, echo: str) -> None:
+    text = f'{{"error": {{"message": "Incorrect API key provided: {echo}. See docs."}}}}'
+    out = redact_text(text, truncate=False)
+    assert echo not in out and not _leaks(out, configured_key), out
+    assert out == text.replace(echo, REDACTED)  # only the key goes; the sentence stays
+
+
+def test_fragments_embedded_in_words_and_urls_are_redacted(configured_key: str) -> None:
+    middle = configured_key[5:19]
+    text = (
+        f"retrying:{middle}:x|prefix{configured_key[:-2].upper()}suffix "
+        f"https://api.test/v1/models/{configured_key[::-1]}/info?q=1"
+    )
+    out = redact_text(text, truncate=False)
+    assert not _leaks(out, configured_key), out
+    assert out.startswith("retrying:") and out.endswith("/info?q=1")
+    assert "https://api.test/v1/models/" in out
+
+
+def test_fragment_shorter_than_eight_characters_is_kept(configured_key: str) -> None:
+    # Seven characters of a key are too little to hunt for without mangling ordinary text.
+    seven = configured_key[9:16]
+    assert redact_text(f"saw {seven} in the log") == f"saw {seven} in the log"
+
+
+def test_mangled_extra_secret_is_redacted() -> None:
+    secret = "per-job-s3cr3t-value-91"
+    for echo in (secret.upper(), secret[:-2], secret[::-1]):
+        assert redact_text(f"echo {echo}!", extra_secrets=[secret]) == f"echo {REDACTED}!"
+
+
+def test_env_only_in_dotenv_is_redacted_once_settings_are_loaded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A key in `.env` never reaches os.environ; the gateway and worker load it through
+    Settings, and the redactor covers what they loaded."""
+    from core.settings import get_settings
+
+    key = "dotenv-only-key-5XcV7bN2"
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    (tmp_path / ".env").write_text(f"OPENROUTER_API_KEY={key}\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    try:
+        assert redact_text(f"echo {key.upper()}") == f"echo {key.upper()}"  # nothing loaded yet
+        assert get_settings().openrouter_api_key == key
+        assert redact_text(f"echo {key.upper()}") == f"echo {REDACTED}"
+    finally:
+        get_settings.cache_clear()
+
+
+# --- key shapes nobody configured ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("provider said: sk-or-v1-9f8e7d6c5b4a39281706f5e4", "9f8e7d6c5b4a39281706f5e4"),
+        ("OPENAI: INCORRECT KEY SK-PROJ-ABCDEF1234567890", "ABCDEF1234567890"),
+        ("maps: AIzaSyB-1a2b3c4d5e6f7g8h9i0jKLMNOP rejected", "1a2b3c4d5e6f7g8h9i0j"),
+        ("maps: AIZASYB-1A2B3C4D5E6F7G8H9I0JKLMNOP rejected", "1A2B3C4D5E6F7G8H9I0J"),
+        ("sent Authorization: Bearer eyJ0eXAiOiJKV1QifQ.payload", "eyJ0eXAiOiJKV1QifQ"),
+        ("sent authorization: BEARER abcdEFGH12345678", "abcdEFGH12345678"),
+    ],
+)
+def test_unconfigured_key_shapes_are_redacted(text: str, secret: str) -> None:
+    out = redact_text(text)
+    assert secret not in out and REDACTED in out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GET /v1?client_secret=abc&x=1", f"GET /v1?client_secret={REDACTED}&x=1"),
+        ("/blob?sv=2024&sig=Zm9vYmFy%3D&se=1", f"/blob?sv=2024&sig={REDACTED}&se=1"),
+        ("X-Amz-Signature=deadbeef ok", f"X-Amz-Signature={REDACTED} ok"),
+        ("refresh_token=r1&_token=t2", f"refresh_token={REDACTED}&_token={REDACTED}"),
+        ('password="hunter2" user=ann', f'password="{REDACTED}" user=ann'),
+        ("next=https://x.test/cb?apiKey=k1", f"next=https://x.test/cb?apiKey={REDACTED}"),
+        ("max_tokens=5 keyword=x monkey=y", "max_tokens=5 keyword=x monkey=y"),
+    ],
+)
+def test_secret_named_parameters_in_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+# --- cost --------------------------------------------------------------------------------------------
+
+
+def test_a_megabyte_redacts_in_linear_time(configured_key: str) -> None:
+    mb = 1_000_000
+    texts = {
+        "prose": ("the quick brown fox jumps over the lazy dog " * (mb // 44 + 1))[:mb],
+        "one long word": "a" * mb,
+        "key characters only": ("sk-proj-" * (mb // 8 + 1))[:mb],
+        "fragments everywhere": (f" {configured_key[3:14]} " * (mb // 13 + 1))[:mb],
+        "the key repeated": (configured_key.upper() * (mb // len(configured_key) + 1))[:mb],
+        "parameters": ("api_key=v&q=1&" * (mb // 14 + 1))[:mb],
+        "bearer words": ("bearer " * (mb // 7 + 1))[:mb],
+    }
+    for name, text in texts.items():
+        start = time.perf_counter()
+        out = redact_text(text, truncate=False)
+        elapsed = time.perf_counter() - start
+        assert elapsed < 1.0, f"{name}: {elapsed:.2f}s"
+        assert not _leaks(out, configured_key), name
 
 
 # --- truncation and structure --------------------------------------------------------------------

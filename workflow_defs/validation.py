@@ -1,13 +1,18 @@
-"""Whole-definition checks that pydantic alone can't do (DESIGN §3.1), with JSON paths.
+"""Whole-definition checks that pydantic alone can't do, with JSON paths.
 
 Kinds of error caught here: duplicate step ids, references to unknown or later steps, unknown
 reference roots, unknown service/operation, bad transform config, bad condition syntax, prompt
 templates that are missing, cyclic, outside PROMPTS_DIR or use placeholders that can never
 resolve. Each problem is reported as (json_path, message).
+
+Warnings (the definition still loads): references to undeclared inputs, and references to an
+output key that a step whose output shape is known (llm, external_api, http, webhook) can
+never produce, such as `${steps.plan.llm_usgae}`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,8 +33,48 @@ Problem = tuple[str, str]
 TRANSFORM_UNRESOLVED_KEYS = frozenset({"template", "condition", "expression"})
 
 
+# `${steps.<id>.…}` also reaches these, whatever the step's output (see step_view in the worker).
+STEP_VIEW_KEYS = ("output", "status", "error")
+# Result fields the interpreter keeps out of a step's output (they go to the step record).
+_RECORD_ONLY_FIELDS = frozenset({"attempt", "warnings"})
+
+
 def transform_resolvable_config(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in TRANSFORM_UNRESOLVED_KEYS}
+
+
+@functools.cache
+def activity_output_fields() -> dict[str, frozenset[str]]:
+    """Output keys of each activity step type, read off the activities' result models."""
+    # Imported here: the interpreter imports this module into the workflow sandbox and only
+    # ever needs transform_resolvable_config from it.
+    from activities.external_api_models import ExternalApiOutput
+    from activities.http_step_models import HttpRequestOutput
+    from activities.llm.models import LlmCallOutput
+    from activities.webhook_step_models import WebhookSendOutput
+
+    models: dict[str, Any] = {
+        "llm": LlmCallOutput,
+        "external_api": ExternalApiOutput,
+        "http": HttpRequestOutput,
+        "webhook": WebhookSendOutput,
+    }
+    return {
+        kind: frozenset({*model.model_fields, *model.model_computed_fields} - _RECORD_ONLY_FIELDS)
+        for kind, model in models.items()
+    }
+
+
+def step_output_keys(step: Any) -> frozenset[str] | None:
+    """Every key `${steps.<id>.<key>}` can name for this step; None when the shape is unknown
+    (a transform's output depends on its data)."""
+    fields = activity_output_fields().get(step.type)
+    if fields is None:
+        return None
+    keys = {*fields, *STEP_VIEW_KEYS, *(step.outputs or ())}
+    if isinstance(step.default, dict):
+        keys.update(step.default)  # what the step yields when it fails under `continue`
+    return frozenset(keys)
 
 
 def check_definition(
@@ -47,7 +92,7 @@ def check_definition(
     schema_props = set((defn.input_schema or {}).get("properties", {}) or {})
     declared_inputs = input_names | schema_props
 
-    def check_refs(value: Any, where: str, earlier: set[str]) -> None:
+    def check_refs(value: Any, where: str, earlier: dict[str, Any]) -> None:
         try:
             refs = find_references(value)
         except ReferenceSyntaxError as exc:
@@ -56,7 +101,7 @@ def check_definition(
         for raw, path in refs:
             check_path(raw, path, where, earlier)
 
-    def check_path(raw: str, path: list[Any], where: str, earlier: set[str]) -> None:
+    def check_path(raw: str, path: list[Any], where: str, earlier: dict[str, Any]) -> None:
         root = path[0]
         if root not in ROOTS:
             errors.append(
@@ -73,10 +118,24 @@ def check_definition(
                         f"{raw}: step {path[1]!r} " + ("runs later" if later else "does not exist"),
                     )
                 )
+            elif len(path) > 2 and isinstance(path[2], str):
+                check_output_key(earlier[path[1]], path[2], where)
         elif (
             root == "input" and declared_inputs and len(path) > 1 and path[1] not in declared_inputs
         ):
             warnings.append((where, f"{raw}: {path[1]!r} is not a declared input"))
+
+    def check_output_key(step: Any, key: str, where: str) -> None:
+        known = step_output_keys(step)
+        if known is None or key in known:
+            return
+        warning = (
+            where,
+            f"steps.{step.id}.{key}: {step.type} step '{step.id}' has no output key '{key}'; "
+            f"known: {', '.join(sorted(known))}",
+        )
+        if warning not in warnings:
+            warnings.append(warning)
 
     def check_prompt_refs(text: str, variables: dict[str, Any], where: str) -> None:
         # Placeholders that are references (not variables) must name earlier steps too.
@@ -98,7 +157,7 @@ def check_definition(
         return text
 
     all_ids = {step.id for step in defn.steps}
-    earlier: set[str] = set()
+    earlier: dict[str, Any] = {}  # step id → step, for the steps before the one being checked
     for index, step in enumerate(defn.steps):
         base = f"$.steps[{index}]"
         if step.id in seen:
@@ -154,7 +213,7 @@ def check_definition(
             check_refs(transform_resolvable_config(cfg_t.config), f"{base}.config.config", earlier)
         else:
             check_refs(step.config.model_dump(by_alias=True), f"{base}.config", earlier)
-        earlier.add(step.id)
+        earlier.setdefault(step.id, step)
     if defn.output is not None:
         check_refs(defn.output, "$.output", earlier)
     return errors, warnings, prompts

@@ -60,9 +60,12 @@ def error_for_status(
     body: str = "",
     what: str,
     details: Mapping[str, Any] | None = None,
+    retry_any: bool = False,
 ) -> ApplicationError:
-    """ApplicationError for a non-2xx response; `what` names the call ("openai chat", …)."""
+    """ApplicationError for a non-2xx response; `what` names the call ("openai chat", …).
+    `retry_any` makes every status retryable (completion callbacks)."""
     headers = headers or {}
+    retryable = retry_any or is_retryable_status(status)
     retry_after = parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
     snippet = redact_text(body.strip().replace("\n", " "), truncate=True)
     message = f"{what} returned HTTP {status}" + (f": {snippet}" if snippet else "")
@@ -80,8 +83,8 @@ def error_for_status(
     return ErrorContext.of(
         kind,
         message,
-        retryable=is_retryable_status(status),
-        retry_after=retry_after if is_retryable_status(status) else None,
+        retryable=retryable,
+        retry_after=retry_after if retryable else None,
         attempt=current_attempt(),
         details={**extra, "suggestions": [suggestion]},
     ).to_application_error()

@@ -45,14 +45,19 @@ def url_blocked_error(
 
 
 def redirect_error(
-    response: httpx.Response, *, what: str, step_id: str | None, details: dict[str, Any]
+    response: httpx.Response,
+    *,
+    what: str,
+    step_id: str | None,
+    details: dict[str, Any],
+    retryable: bool = False,
 ) -> ApplicationError:
     location = redact_text(response.headers.get("location", "(none)"))
     return ErrorContext.of(
         ErrorType.UPSTREAM_REJECTED,
         f"{what} answered HTTP {response.status_code} redirecting to {location}; "
         "redirects are not followed",
-        retryable=False,
+        retryable=retryable,
         step_id=step_id,
         attempt=current_attempt(),
         details={

@@ -1,9 +1,12 @@
-"""The `webhook` step (DESIGN §3.4): a signed JSON POST mid-workflow, retried per §6.1.
+"""Signed JSON POSTs: the `webhook` step, and job callbacks (completion, debug events).
 
 Each Temporal attempt is one delivery attempt: the delivery id stays the same across attempts
-(receivers dedupe on it), the timestamp and its signature are fresh each time. The outcome rules
-differ from plain HTTP calls in two places: 410 Gone means the receiver is gone for good, and
-every 4xx except 408/429 gives up (a 409 is not retried here).
+(receivers dedupe on it), the timestamp and its signature are fresh each time. Redirects are
+never followed. 410 Gone means the receiver is gone for good: no retry. Otherwise:
+- job callbacks retry every other non-2xx (a receiver answers 401 while its secret rotates and
+  500 on its own bugs, and both heal), within the delivery workflow's 24 h window;
+- `webhook` steps give up on every 4xx except 408/429 (a 409 is not retried here), so a bad
+  request fails its step instead of holding the job.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ class WebhookActivities:
     async def deliver_job_webhook(self, input: WebhookSendInput) -> WebhookSendOutput:
         started = time.monotonic()
         try:
-            out = await self._send(input)
+            out = await self._send(input, callback=True)
         except ApplicationError as exc:
             ctx = ErrorContext.from_failure(exc)
             await self._record(
@@ -145,7 +148,7 @@ class WebhookActivities:
     async def webhook_send(self, input: WebhookSendInput) -> WebhookSendOutput:
         return await self._send(input)
 
-    async def _send(self, input: WebhookSendInput) -> WebhookSendOutput:
+    async def _send(self, input: WebhookSendInput, *, callback: bool = False) -> WebhookSendOutput:
         secret = await self._secret(input.secret_ref)
         try:
             check_url(input.url, allow_private=self._settings.webhook_allow_private)
@@ -202,8 +205,17 @@ class WebhookActivities:
                 response_snippet=snippet,
             )
         if 300 <= status < 400:
-            raise redirect_error(response, what=what, step_id=input.step_id, details=details)
-        raise _status_error(response, snippet, what=what, step_id=input.step_id, details=details)
+            raise redirect_error(
+                response, what=what, step_id=input.step_id, details=details, retryable=callback
+            )
+        raise _status_error(
+            response,
+            snippet,
+            what=what,
+            step_id=input.step_id,
+            details=details,
+            retry_client_errors=callback,
+        )
 
 
 def _status_error(
@@ -213,6 +225,7 @@ def _status_error(
     what: str,
     step_id: str | None,
     details: dict[str, Any],
+    retry_client_errors: bool,
 ) -> ApplicationError:
     status = response.status_code
     if status == 410:
@@ -228,8 +241,8 @@ def _status_error(
                 "suggestions": ["the receiver retired this endpoint; update the webhook URL"],
             },
         ).to_application_error()
-    if 400 <= status < 500 and status not in (408, 429):
-        # §6.1: every other 4xx gives up, including 409 which plain HTTP calls retry.
+    if 400 <= status < 500 and status not in (408, 429) and not retry_client_errors:
+        # Every other 4xx gives up, including 409 which plain HTTP calls retry.
         return ErrorContext.of(
             ErrorType.AUTH_ERROR if status in (401, 403) else ErrorType.UPSTREAM_REJECTED,
             f"{what} returned HTTP {status}: {snippet}"
@@ -244,7 +257,12 @@ def _status_error(
                 "suggestions": ["check the receiver's signature secret and payload handling"],
             },
         ).to_application_error()
-    # 408, 429, 5xx: retryable, honouring Retry-After.
+    # 408, 429, 5xx (and any status, for callbacks): retryable, honouring Retry-After.
     return error_for_status(
-        status, headers=dict(response.headers), body=snippet, what=what, details=details
+        status,
+        headers=dict(response.headers),
+        body=snippet,
+        what=what,
+        details=details,
+        retry_any=retry_client_errors,
     )

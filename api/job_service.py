@@ -7,8 +7,9 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -18,14 +19,17 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.ssrf import BlockedAddressError, check_url
+from api.auth import Caller
 from api.pagination import BadCursor, decode_cursor, encode_cursor
 from api.reconciler import reconcile_row
 from api.schemas import JobAccepted, JobCreate, JobView, TemporalRef
-from api.temporal_link import TemporalLink
+from api.temporal_link import TemporalLink, TemporalUnavailable
 from core import db
 from core.contracts import (
+    INTERPRETER_WORKFLOW,
     TERMINAL_STATUSES,
     InterpreterInput,
+    JobLabels,
     JobResult,
     JobStatus,
     Progress,
@@ -89,7 +93,9 @@ def job_id_for(principal: str, idempotency_key: str) -> str:
 
 
 def request_hash(body: JobCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # The webhook secret stays out: a stored hash of it would allow guessing it offline.
+    fields = body.model_dump(mode="json", exclude={"webhook_secret"})
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -103,6 +109,8 @@ async def submit_job(
     principal: str = "anonymous",
     idempotency_key: str | None = None,
 ) -> Submitted:
+    """Validate, record and start a job. `principal` names the caller: it owns the job and
+    scopes its Idempotency-Keys."""
     body_hash = request_hash(body)
     job_id = job_id_for(principal, idempotency_key) if idempotency_key else str(uuid.uuid4())
     if idempotency_key:
@@ -129,6 +137,12 @@ async def submit_job(
         webhook_url=body.webhook_url,
         idempotency_key=f"{principal}:{idempotency_key}"[:300] if idempotency_key else None,
         request_hash=body_hash,
+        owner=principal,
+        user_id=body.user_id,
+        username=body.username,
+        action=body.action,
+        priority=body.priority,
+        debug_mode=body.debug_mode,
         created_at=now,
         updated_at=now,
     )
@@ -158,7 +172,17 @@ async def submit_job(
         log.warning("job %s: mirror insert failed, continuing: %s", job_id, type(exc).__name__)
 
     inp = InterpreterInput(
-        job_id=job_id, definition=loaded.snapshot(), input_data=input_data, webhook=webhook
+        job_id=job_id,
+        definition=loaded.snapshot(),
+        input_data=input_data,
+        webhook=webhook,
+        labels=JobLabels(
+            user_id=body.user_id,
+            username=body.username,
+            action=body.action,
+            priority=body.priority,
+            debug_mode=body.debug_mode,
+        ),
     )
     try:
         client = await temporal.client()
@@ -167,7 +191,7 @@ async def submit_job(
             settings,
             inp,
             reuse_existing=bool(idempotency_key),
-            memo={"request_hash": body_hash},
+            memo={"request_hash": body_hash, "owner": principal},
         )
     except WorkflowAlreadyStartedError:
         # Idempotent retry of a job whose run already closed (its row was never written).
@@ -249,44 +273,134 @@ async def _from_temporal(temporal: TemporalLink, job_id: str, body_hash: str) ->
     )
 
 
-async def cancel_job(job_id: str, *, temporal: TemporalLink) -> JobStatus:
-    """Request cancellation; the interpreter records `cancelled` when it stops."""
-    client = await temporal.client()
-    handle = client.get_workflow_handle(job_id)
+async def describe_job(job_id: str, temporal: TemporalLink) -> tuple[Any, Mapping[str, Any]]:
+    """(description, memo) of the job's run; NotFound for ids that are not jobs (internal
+    workflows such as a job's webhook delivery are not), ServiceUnavailable without Temporal."""
     try:
-        desc = await handle.describe()
+        client = await temporal.client()
+        desc = await client.get_workflow_handle(job_id).describe()
+        memo = await desc.memo()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound(f"job {job_id!r} not found") from None
-        raise
+        raise ServiceUnavailable(f"Temporal is unavailable: {exc.status.name}") from None
+    except TemporalUnavailable as exc:
+        raise ServiceUnavailable(str(exc)) from None
+    if desc.workflow_type != INTERPRETER_WORKFLOW:
+        raise NotFound(f"job {job_id!r} not found")
+    return desc, memo
+
+
+async def cancel_job(job_id: str, *, temporal: TemporalLink, caller: Caller) -> JobStatus:
+    """Request cancellation; the interpreter records `cancelled` when it stops."""
+    desc, memo = await describe_job(job_id, temporal)
+    if not caller.owns(memo.get("owner")):
+        raise NotFound(f"job {job_id!r} not found")
     status = TEMPORAL_STATUS.get(desc.status, "running") if desc.status else "running"
     if status in TERMINAL_STATUSES:
         raise Conflict(f"job {job_id!r} already {status}")
-    await handle.cancel()
+    try:
+        client = await temporal.client()
+        await client.get_workflow_handle(job_id).cancel()
+    except RPCError as exc:
+        raise ServiceUnavailable(f"Temporal is unavailable: {exc.status.name}") from None
     return status
 
 
+@dataclass
+class BulkOutcome:
+    acted_on: list[str]
+    cancelled: list[str]
+    not_found: list[str]
+
+
+async def delete_jobs(
+    job_ids: list[str], *, engine: Engine, temporal: TemporalLink, caller: Caller
+) -> BulkOutcome:
+    """Cancel the caller's queued/running jobs among `job_ids` and take its finished ones off
+    the job list. Temporal keeps every history; GET /jobs/{id} still answers for them."""
+    ids = list(dict.fromkeys(job_ids))
+    rows = await asyncio.to_thread(db.get_jobs, engine, ids)
+    outcome = BulkOutcome([], [], [])
+    hidden: list[str] = []
+    for job_id in ids:
+        row = rows.get(job_id)
+        if row is not None and not caller.owns(row.owner):
+            row = None
+        if row is not None and row.status in TERMINAL_STATUSES:
+            hidden.append(job_id)
+            outcome.acted_on.append(job_id)
+            continue
+        # Queued or running in the mirror, or not mirrored at all: Temporal decides.
+        try:
+            await cancel_job(job_id, temporal=temporal, caller=caller)
+            outcome.cancelled.append(job_id)
+            outcome.acted_on.append(job_id)
+        except NotFound:
+            outcome.not_found.append(job_id)
+        except Conflict:
+            # Finished in Temporal before the mirror caught up.
+            if row is not None:
+                hidden.append(job_id)
+                outcome.acted_on.append(job_id)
+            else:
+                outcome.not_found.append(job_id)
+    if hidden:
+        await asyncio.to_thread(db.hide_jobs, engine, hidden)
+    return outcome
+
+
+# `status` filter values of GET /jobs: the job statuses, plus the earlier service's `all` and
+# `running` (= queued or running).
+STATUS_FILTERS: dict[str, tuple[str, ...] | None] = {
+    "all": None,
+    "queued": ("queued",),
+    "running": ("queued", "running"),
+    "completed": ("completed",),
+    "failed": ("failed",),
+    "cancelled": ("cancelled",),
+    "timed_out": ("timed_out",),
+}
+WINDOWS = {"today": None, "7 days": 7, "30 days": 30}
+
+
+def window_start(limit_results: str, now: datetime) -> tuple[datetime | None, int | None]:
+    """`limit_results` of the earlier admin page: `Today`, `7 Days`, `30 Days` (or `N days`)
+    bound created_at; a bare number caps how many rows come back. → (since, max rows)."""
+    text = " ".join(limit_results.lower().split())
+    if text == "today":
+        return now.replace(hour=0, minute=0, second=0, microsecond=0), None
+    days, _, unit = text.partition(" ")
+    if days.isdigit() and unit in ("day", "days") and 0 < int(days) <= 3660:
+        return now - timedelta(days=int(days)), None
+    if text.isdigit() and int(text) > 0:
+        return None, int(text)
+    raise BadField("limit_results", "use Today, 7 Days, 30 Days, '<N> days' or a number of results")
+
+
 async def list_job_rows(
-    engine: Engine, *, status: str | None, workflow_name: str | None, limit: int, cursor: str | None
-) -> tuple[list[Job], str | None]:
+    engine: Engine,
+    where: db.JobFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+    offset: int = 0,
+) -> tuple[list[Job], str | None, int]:
+    """(rows, next_cursor, total matching)."""
     try:
         before = decode_cursor(cursor, str) if cursor else None
     except BadCursor as exc:
         raise BadField("cursor", str(exc)) from None
     rows = await asyncio.to_thread(
-        db.list_jobs,
-        engine,
-        status=status,
-        workflow_name=workflow_name,
-        limit=limit + 1,
-        before=before,
+        db.list_jobs, engine, where, limit=limit + 1, before=before, offset=offset
     )
+    total = await asyncio.to_thread(db.count_jobs, engine, where)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
         next_cursor = encode_cursor(db.as_utc(last.created_at) or utcnow(), last.job_id)
-    return rows, next_cursor
+    return rows, next_cursor, total
 
 
 def _ui_url(settings: Settings, job_id: str, run_id: str | None) -> str:
@@ -297,17 +411,37 @@ def _ui_url(settings: Settings, job_id: str, run_id: str | None) -> str:
 
 
 async def get_job_view(
-    job_id: str, *, settings: Settings, engine: Engine, temporal: TemporalLink
+    job_id: str,
+    *,
+    settings: Settings,
+    engine: Engine,
+    temporal: TemporalLink,
+    caller: Caller | None = None,
+) -> JobView:
+    """The job as the API shows it; NotFound also when `caller` may not see it (a job of
+    another key is indistinguishable from no job)."""
+    view = await _job_view(job_id, settings, engine, temporal, caller)
+    return with_flat_fields(view)
+
+
+async def _job_view(
+    job_id: str,
+    settings: Settings,
+    engine: Engine,
+    temporal: TemporalLink,
+    caller: Caller | None,
 ) -> JobView:
     row: Job | None
     try:
         row = await asyncio.to_thread(db.get_job, engine, job_id)
     except SQLAlchemyError:
         row = None  # fall back to Temporal alone while the database is down
+    if row is not None and caller is not None and not caller.owns(row.owner):
+        raise NotFound(f"job {job_id!r} not found")
     if row is not None and row.status in TERMINAL_STATUSES:
         return _view_from_row(row, settings, progress=None)
     live = await _live_state(job_id, temporal)
-    if row is None and live is None:
+    if row is None and (live is None or (caller is not None and not caller.owns(live["owner"]))):
         raise NotFound(f"job {job_id!r} not found")
     if row is None:
         # No mirror row (the database was down at submit, or is now): Temporal alone.
@@ -367,7 +501,38 @@ async def _fill_from_result(view: JobView, temporal: TemporalLink) -> None:
     view.metadata = result.metadata.model_dump(mode="json")
 
 
+def with_flat_fields(view: JobView) -> JobView:
+    """Fill the flat fields the earlier service's clients poll from the structured ones."""
+    if view.error:
+        view.error_message = str(view.error.get("message") or view.error.get("type") or "failed")
+    metadata = view.metadata or {}
+    if view.duration_ms is None and metadata.get("duration_ms") is not None:
+        view.duration_ms = int(metadata["duration_ms"])
+    progress = view.progress or {}
+    view.current_step_id = progress.get("current_step")
+    view.current_step_name = progress.get("current_step_name") or view.current_step_id
+    if view.status in TERMINAL_STATUSES:
+        view.progress_percentage = 100
+    elif progress.get("total_steps"):
+        done, total = progress.get("completed_steps", 0), progress["total_steps"]
+        view.progress_percentage = min(99, int(100 * done / total))
+    else:
+        view.progress_percentage = 0
+    return view
+
+
+def as_earlier_client_sees_it(view: JobView) -> JobView:
+    """The earlier service had no `timed_out`: its clients poll until completed, failed or
+    cancelled, so a timeout reads as `failed` with a message that says so."""
+    if view.status == "timed_out":
+        view.status = "failed"
+        reason = view.error_message or "the workflow's timeout_seconds elapsed"
+        view.error_message = f"job timed out: {reason}"
+    return view
+
+
 def _view_from_row(row: Job, settings: Settings, *, progress: dict[str, Any] | None) -> JobView:
+    started, completed = db.as_utc(row.started_at), db.as_utc(row.completed_at)
     return JobView(
         job_id=row.job_id,
         status=row.status,  # type: ignore[arg-type]
@@ -378,28 +543,40 @@ def _view_from_row(row: Job, settings: Settings, *, progress: dict[str, Any] | N
         metadata=row.job_metadata,
         progress=progress,
         created_at=db.as_utc(row.created_at),
-        started_at=db.as_utc(row.started_at),
-        completed_at=db.as_utc(row.completed_at),
+        started_at=started,
+        completed_at=completed,
         temporal=TemporalRef(
             workflow_id=row.job_id,
             run_id=row.run_id,
             ui_url=_ui_url(settings, row.job_id, row.run_id),
         ),
+        user_id=row.user_id,
+        username=row.username,
+        action=row.action,
+        priority=row.priority,
+        duration_ms=duration_ms(row),
     )
+
+
+def duration_ms(row: Job) -> int | None:
+    meta = row.job_metadata or {}
+    if isinstance(meta.get("duration_ms"), int):
+        return int(meta["duration_ms"])
+    started, completed = db.as_utc(row.started_at), db.as_utc(row.completed_at)
+    if started and completed:
+        return int((completed - started).total_seconds() * 1000)
+    return None
 
 
 async def _live_state(job_id: str, temporal: TemporalLink) -> dict[str, Any] | None:
     try:
+        desc, memo = await describe_job(job_id, temporal)
         client = await temporal.client()
         handle = client.get_workflow_handle(job_id)
-        desc = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        log.warning("describe %s failed: %s", job_id, exc)
+    except NotFound:
         return None
-    except Exception as exc:
-        log.warning("Temporal unavailable while reading %s: %s", job_id, type(exc).__name__)
+    except ServiceUnavailable as exc:
+        log.warning("Temporal unavailable while reading %s: %s", job_id, exc)
         return None
     status = TEMPORAL_STATUS.get(desc.status, "running") if desc.status else "running"
     sa = desc.typed_search_attributes
@@ -409,6 +586,7 @@ async def _live_state(job_id: str, temporal: TemporalLink) -> dict[str, Any] | N
         "start_time": desc.start_time,
         "workflow_name": _sa(sa, "WorkflowName") or "",
         "workflow_version": _sa(sa, "WorkflowVersion") or "",
+        "owner": memo.get("owner"),
     }
     if status == "running":
         # The interpreter moves JobStatus from "queued" to "running" in its first task, so a

@@ -8,14 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
 from api.auth import check_auth_config
+from api.errors import CatchAll, install_error_handlers
 from api.inbound_service import load_inbound
 from api.metrics import install_metrics
 from api.middleware import BodySizeLimit, JsonByDefault
@@ -76,9 +75,11 @@ def create_app(
         description="Durable multi-step LLM workflows on Temporal. Submit jobs, poll or get a signed webhook.",
         lifespan=lifespan,
     )
+    app.add_middleware(CatchAll)  # first added = innermost: sees what no handler took
     app.add_middleware(JsonByDefault)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     install_metrics(app)  # after every add_middleware: outermost layer; sets app.state.metrics
+    install_error_handlers(app)
     app.state.settings = settings
     app.state.catalog = catalog
     app.state.inbound = inbound_config
@@ -92,21 +93,7 @@ def create_app(
     app.include_router(health.detailed_router, prefix=API_PREFIX)
     app.include_router(inbound.router, prefix=API_PREFIX)  # own signature/token auth, no API key
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Malformed JSON is the client's mistake: 400 with where it broke, never 500.
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse(status_code=400, content={"detail": _jsonable(errors)})
-        return JSONResponse(status_code=422, content={"detail": _jsonable(errors)})
-
     return app
-
-
-def _jsonable(errors: object) -> object:
-    from fastapi.encoders import jsonable_encoder
-
-    return jsonable_encoder(errors, custom_encoder={Exception: str})
 
 
 def app_from_env() -> FastAPI:

@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import error_body
+
 
 class JsonByDefault:
     """Treat form-encoded or untyped bodies as JSON.
@@ -72,7 +74,7 @@ class BodySizeLimit:
 
 async def _too_large(send: Send, max_bytes: int) -> None:
     body = json.dumps(
-        {"detail": f"request body over the {max_bytes}-byte limit (MAX_REQUEST_BYTES)"}
+        error_body(413, f"request body over the {max_bytes}-byte limit (MAX_REQUEST_BYTES)")
     ).encode()
     await send(
         {

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.job_service import BadField, Conflict, NotFound, ServiceUnavailable
+from api.auth import Caller
+from api.job_service import BadField, Conflict, NotFound, ServiceUnavailable, job_id_for
 from api.schemas import JobAccepted
-from api.temporal_link import TemporalLink
+from api.temporal_link import TemporalLink, TemporalUnavailable
 from core import db
 from core.contracts import TERMINAL_STATUSES, InterpreterInput, RunOptions
 from core.models import Job, JobSecret, utcnow
@@ -27,15 +29,17 @@ from workflow_defs.schema import WorkflowDefinition
 
 
 async def original_input(temporal: TemporalLink, job_id: str) -> InterpreterInput:
-    client = await temporal.client()
     try:
+        client = await temporal.client()
         history = await client.get_workflow_handle(job_id).fetch_history()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound(
                 f"job {job_id!r} has no history in Temporal (retention expired?)"
             ) from None
-        raise
+        raise ServiceUnavailable(f"Temporal is unavailable: {exc.status.name}") from None
+    except TemporalUnavailable as exc:
+        raise ServiceUnavailable(str(exc)) from None
     started = history.events[0].workflow_execution_started_event_attributes
     [inp] = pydantic_data_converter.payload_converter.from_payloads(
         list(started.input.payloads), [InterpreterInput]
@@ -77,17 +81,26 @@ async def rerun_job(
     settings: Settings,
     engine: Engine,
     temporal: TemporalLink,
-) -> tuple[JobAccepted, list[str]]:
+    caller: Caller,
+    idempotency_key: str | None = None,
+) -> tuple[JobAccepted, list[str], bool]:
+    """(the new job, the steps it reuses, whether an earlier request with the same
+    Idempotency-Key already made it)."""
     row = await asyncio.to_thread(db.get_job, engine, job_id)
-    if row is None:
+    if row is None or not caller.owns(row.owner):
         raise NotFound(f"job {job_id!r} not found")
+    new_id = str(uuid.uuid4())
+    if idempotency_key:
+        new_id = job_id_for(caller.name, f"rerun\n{job_id}\n{from_step}\n{idempotency_key}")
+        earlier = await asyncio.to_thread(db.get_job, engine, new_id)
+        if earlier is not None:
+            return _accepted(earlier, db.as_utc(earlier.created_at) or utcnow()), [], True
     if row.status not in TERMINAL_STATUSES:
         raise Conflict(f"job {job_id!r} is still {row.status}; cancel it or wait for it to finish")
     original = await original_input(temporal, job_id)
     definition = WorkflowDefinition.model_validate(original.definition.definition)
     reuse = reusable_outputs(definition, row, from_step)
 
-    new_id = str(uuid.uuid4())
     webhook = original.webhook
     secret = None
     if webhook is not None and webhook.secret_ref == f"job:{job_id}":
@@ -105,6 +118,12 @@ async def rerun_job(
             status="queued",
             input_data=row.input_data,
             webhook_url=row.webhook_url,
+            owner=caller.name,
+            user_id=row.user_id,
+            username=row.username,
+            action=row.action,
+            priority=row.priority,
+            debug_mode=row.debug_mode,
             created_at=now,
             updated_at=now,
         ),
@@ -116,20 +135,29 @@ async def rerun_job(
         input_data=original.input_data,
         webhook=webhook,
         options=RunOptions(reuse_steps=reuse),
+        labels=original.labels,
     )
     try:
         client = await temporal.client()
-        await start_job(client, settings, inp, memo={"rerun_of": job_id, "from_step": from_step})
+        await start_job(
+            client,
+            settings,
+            inp,
+            memo={"rerun_of": job_id, "from_step": from_step, "owner": caller.name},
+        )
     except Exception as exc:
         await asyncio.to_thread(db.delete_job, engine, new_id)
         raise ServiceUnavailable(
             f"could not start the rerun in Temporal: {type(exc).__name__}"
         ) from exc
-    accepted = JobAccepted(
-        job_id=new_id,
-        status="queued",
+    return _accepted(row, now, new_id), list(reuse), False
+
+
+def _accepted(row: Job, created: datetime, job_id: str | None = None) -> JobAccepted:
+    return JobAccepted(
+        job_id=job_id or row.job_id,
+        status="queued" if job_id else row.status,  # type: ignore[arg-type]
         workflow_name=row.workflow_name,
         workflow_version=row.workflow_version,
-        created_at=now,
+        created_at=created,
     )
-    return accepted, list(reuse)

@@ -25,6 +25,33 @@ class JobCreate(BaseModel):
     input_data: dict[str, Any] = Field(default_factory=dict)
     webhook_url: str | None = Field(default=None, max_length=2000)
     webhook_secret: str | None = Field(default=None, max_length=500)
+    user_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Your user's id: stored on the job, filterable in GET /jobs, echoed in callbacks.",
+    )
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description=(
+            "0-10, higher is more urgent. Maps onto Temporal task priority: 0-3 normal, "
+            "4-7 high, 8-10 urgent; it orders work only while the task queue is backlogged."
+        ),
+    )
+    username: str | None = Field(default=None, max_length=200, description="Stored and listed.")
+    action: str | None = Field(default=None, max_length=200, description="Stored and listed.")
+    debug_mode: bool = Field(
+        default=False,
+        description="Also send an `llm.step.completed` callback for every finished LLM step.",
+    )
+
+
+class EarlierJobCreate(JobCreate):
+    """`POST /api/v1/workflow` (the earlier service's route): unknown fields are ignored
+    (and logged) instead of rejected, as that service did."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class JobAccepted(BaseModel):
@@ -126,6 +153,18 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     temporal: TemporalRef
+    # Flat fields the earlier service's clients poll.
+    error_message: str | None = Field(default=None, description="`error.message`, as text.")
+    current_step_id: str | None = None
+    current_step_name: str | None = None
+    progress_percentage: int | None = Field(
+        default=None, description="Finished steps / all steps, 0-100 (100 once finished)."
+    )
+    user_id: str | None = None
+    username: str | None = None
+    action: str | None = None
+    priority: int | None = None
+    duration_ms: int | None = None
 
 
 class ComponentHealth(BaseModel):
@@ -144,9 +183,15 @@ class JobSummary(BaseModel):
     workflow_name: str
     workflow_version: str
     error_type: str | None = None
+    error_message: str | None = None
+    priority: int | None = None
+    user_id: str | None = None
+    username: str | None = None
+    action: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    duration_ms: int | None = None
 
 
 class JobList(BaseModel):
@@ -155,6 +200,27 @@ class JobList(BaseModel):
         default=None,
         description="Pass as `cursor` to get the next (older) page; null on the last page.",
     )
+    jobs: list[JobSummary] = Field(
+        default_factory=list, description="The same rows as `items` (the earlier service's name)."
+    )
+    total: int = Field(default=0, description="How many jobs match the filters, over all pages.")
+    limit: int = 50
+    offset: int = 0
+
+
+class BulkDelete(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"job_ids": ["c992be29-…", "5d0c…"]}]}
+    )
+
+    job_ids: list[str] = Field(min_length=1, max_length=100)
+
+
+class BulkDeleted(BaseModel):
+    deleted_count: int = Field(description="Jobs acted on: cancelled or removed from the list.")
+    job_ids: list[str] = Field(description="Those jobs' ids.")
+    cancelled: list[str] = Field(description="Queued or running jobs that were cancelled.")
+    not_found: list[str] = Field(description="Ids with no job this key may see.")
 
 
 class CancelAccepted(BaseModel):
@@ -174,12 +240,19 @@ class LegacyJobAccepted(JobAccepted):
 class LegacyResult(BaseModel):
     output: Any = None
     metadata: dict[str, Any] | None = None
-    steps_executed: int = 0
+    steps_executed: list[str] = Field(
+        default_factory=list, description="Ids of the steps that ran, in order."
+    )
 
 
 class LegacyStatusView(JobView):
-    """`GET /api/v1/status/{job_id}` (the earlier service's route): adds `result`."""
+    """`GET /api/v1/status/{job_id}` (the earlier service's route): the job in that service's
+    vocabulary (`processing` while running, `failed` for a timeout) plus `result`."""
 
+    status: str  # type: ignore[assignment]
+    current_step: str | None = None
+    steps_completed: int | None = None
+    total_steps: int | None = None
     result: LegacyResult | None = None
 
 

@@ -84,9 +84,10 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
                 return 1
             print(json.dumps(row.model_dump(mode="json"), indent=2))
             return 0
-        rows = db.list_jobs(
-            engine, status=args.status, workflow_name=args.workflow, limit=args.limit
+        where = db.JobFilter(
+            statuses=(args.status,) if args.status else None, workflow_name=args.workflow
         )
+        rows = db.list_jobs(engine, where, limit=args.limit)
         for r in rows:
             created = db.as_utc(r.created_at)
             error = (r.error or {}).get("type", "")

@@ -43,12 +43,24 @@ class RunOptions(BaseModel):
     mirror_budget_seconds: float = 120.0
 
 
+class JobLabels(BaseModel):
+    """What the caller said about the job besides its input (the earlier service's submit
+    fields). Echoed in callbacks; `debug_mode` also sends an event per finished LLM step."""
+
+    user_id: str | None = None
+    username: str | None = None
+    action: str | None = None
+    priority: int | None = None
+    debug_mode: bool = False
+
+
 class InterpreterInput(BaseModel):
     job_id: str
     definition: ResolvedDefinition
     input_data: dict[str, Any] = Field(default_factory=dict)
     webhook: WebhookTarget | None = None
     options: RunOptions = Field(default_factory=RunOptions)
+    labels: JobLabels = Field(default_factory=JobLabels)
 
 
 class StepRecord(BaseModel):
@@ -63,6 +75,28 @@ class StepRecord(BaseModel):
     tokens: int = 0
     cost_usd: float = 0.0
     warnings: list[str] = Field(default_factory=list)
+
+
+def llm_calls(records: list[StepRecord]) -> list[dict[str, Any]]:
+    """One entry per LLM step that ran: the earlier service's `llm_calls` / `cost_data` rows."""
+    calls = []
+    for record in records:
+        if record.type != "llm" or record.status != "completed":
+            continue
+        output: dict[str, Any] = record.output if isinstance(record.output, dict) else {}
+        usage: dict[str, Any] = output.get("usage") or {}
+        calls.append(
+            {
+                "step_id": record.id,
+                "model": output.get("model"),
+                "input_tokens": usage.get("input_tokens", 0),
+                "output_tokens": usage.get("output_tokens", 0),
+                "total_tokens": record.tokens,
+                "cost_usd": record.cost_usd,
+                "duration_ms": record.duration_ms,
+            }
+        )
+    return calls
 
 
 class JobMetadata(BaseModel):
@@ -83,6 +117,7 @@ class JobResult(BaseModel):
 
 class Progress(BaseModel):
     current_step: str | None = None
+    current_step_name: str | None = None
     completed_steps: int = 0
     total_steps: int = 0
     status: JobStatus = "queued"

@@ -6,13 +6,15 @@ serves SQLite (embedded default) and Postgres (`postgresql://` or `postgresql+ps
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, func, inspect, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from core.contracts import TERMINAL_STATUSES, MirrorUpdate
@@ -55,8 +57,35 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     )
 
 
+# Any constant works; it only has to be the same in every process that creates the schema.
+SCHEMA_LOCK_ID = 0x6C6C6D66  # "llmf"
+
+
 def create_tables(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
+    """Create missing tables, and add columns newer releases declared to existing ones.
+
+    A gateway and a worker often start together on an empty database; on Postgres a
+    transaction-scoped advisory lock makes the second wait for the first instead of racing it
+    into duplicate-type errors.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
+        SQLModel.metadata.create_all(conn)
+        _add_missing_columns(conn)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    inspector = inspect(conn)
+    for table in SQLModel.metadata.sorted_tables:
+        existing = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in existing:
+                continue
+            ddl = CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -155,33 +184,78 @@ def _upsert_once(engine: Engine, update: MirrorUpdate) -> str:
         return action
 
 
+@dataclass(frozen=True)
+class JobFilter:
+    """Which rows a job listing shows. `owner=None` means every owner (an admin key)."""
+
+    statuses: tuple[str, ...] | None = None
+    workflow_name: str | None = None
+    user_id: str | None = None
+    owner: str | None = None
+    since: datetime | None = None
+    include_deleted: bool = False
+
+    def apply(self, query: Any) -> Any:
+        if self.statuses:
+            query = query.where(Job.status.in_(self.statuses))  # type: ignore[attr-defined]
+        if self.workflow_name:
+            query = query.where(Job.workflow_name == self.workflow_name)
+        if self.user_id:
+            query = query.where(Job.user_id == self.user_id)
+        if self.owner is not None:
+            query = query.where(Job.owner == self.owner)
+        if self.since is not None:
+            query = query.where(Job.created_at >= _utc(self.since))  # type: ignore[operator]
+        if not self.include_deleted:
+            query = query.where(Job.deleted_at.is_(None))  # type: ignore[union-attr]
+        return query
+
+
 def list_jobs(
     engine: Engine,
+    where: JobFilter | None = None,
     *,
-    status: str | None = None,
-    workflow_name: str | None = None,
     limit: int = 50,
     before: tuple[datetime, str] | None = None,
+    offset: int = 0,
 ) -> list[Job]:
     """Newest first; `before` = (created_at, job_id) of the last row seen (keyset cursor)."""
     with Session(engine) as session:
-        query = select(Job)
-        if status:
-            query = query.where(Job.status == status)
-        if workflow_name:
-            query = query.where(Job.workflow_name == workflow_name)
+        query = (where or JobFilter()).apply(select(Job))
         if before is not None:
-            created, job_id = before
+            created, job_id = _utc(before[0]), before[1]
             query = query.where(
                 (Job.created_at < created) | ((Job.created_at == created) & (Job.job_id < job_id))  # type: ignore[arg-type,operator]
             )
-        query = query.order_by(Job.created_at.desc(), Job.job_id.desc()).limit(limit)  # type: ignore[attr-defined,union-attr]
-        return list(session.exec(query).all())
+        query = query.order_by(Job.created_at.desc(), Job.job_id.desc())  # type: ignore[attr-defined,union-attr]
+        return list(session.exec(query.offset(offset).limit(limit)).all())
+
+
+def count_jobs(engine: Engine, where: JobFilter | None = None) -> int:
+    with Session(engine) as session:
+        query = (where or JobFilter()).apply(select(func.count()).select_from(Job))
+        return int(session.exec(query).one())
+
+
+def hide_jobs(engine: Engine, job_ids: list[str]) -> None:
+    """Take finished jobs off the job list (DELETE /jobs/bulk); rows stay for GET by id."""
+    with Session(engine) as session:
+        now = utcnow()
+        for job_id in job_ids:
+            row = session.get(Job, job_id)
+            if row is not None and row.deleted_at is None:
+                row.deleted_at = now
+                session.add(row)
+        session.commit()
+
+
+def get_jobs(engine: Engine, job_ids: list[str]) -> dict[str, Job]:
+    with Session(engine) as session:
+        rows = session.exec(select(Job).where(Job.job_id.in_(job_ids))).all()  # type: ignore[attr-defined]
+        return {row.job_id: row for row in rows}
 
 
 def ping(engine: Engine) -> None:
-    from sqlalchemy import text
-
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
 
@@ -272,8 +346,6 @@ def alert_summary(
     engine: Engine, *, since: datetime | None = None, source: str | None = None
 ) -> tuple[list[tuple[str, str, int]], Alert | None]:
     """Counts per (level, source) and the newest alert, since `since` (inclusive)."""
-    from sqlalchemy import func
-
     with Session(engine) as session:
         counts = select(Alert.level, Alert.source, func.count()).group_by(Alert.level, Alert.source)
         if source:
@@ -287,8 +359,6 @@ def alert_summary(
 
 def alert_level_counts(engine: Engine) -> dict[str, int]:
     """How many alerts are stored per level."""
-    from sqlalchemy import func
-
     with Session(engine) as session:
         query = select(Alert.level, func.count()).group_by(Alert.level)
         return {level: int(n) for level, n in session.exec(query).all()}
@@ -296,8 +366,6 @@ def alert_level_counts(engine: Engine) -> dict[str, int]:
 
 def job_status_counts(engine: Engine) -> list[tuple[str, str, int]]:
     """(status, workflow_name, count) for every pair present in the mirror."""
-    from sqlalchemy import func
-
     with Session(engine) as session:
         query = select(Job.status, Job.workflow_name, func.count()).group_by(
             Job.status, Job.workflow_name

@@ -18,6 +18,8 @@ class Job(SQLModel, table=True):
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_workflow_created", "workflow_name", "created_at"),
+        Index("ix_jobs_user_created", "user_id", "created_at"),
+        Index("ix_jobs_owner_created", "owner", "created_at"),
     )
 
     job_id: str = Field(primary_key=True, max_length=200)
@@ -33,6 +35,19 @@ class Job(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=300, unique=True)
     request_hash: str | None = Field(default=None, max_length=100)
     webhook_url: str | None = Field(default=None, max_length=2000)
+    # Columns from here to deleted_at came after the first release: create_tables() adds them to
+    # an existing table, so each is nullable.
+    # Who may see the job: the API key's name ("anonymous" without API_KEYS, "trigger:<source>",
+    # "cli"). Rows from before ownership was recorded have none and are shown to admins only.
+    owner: str | None = Field(default=None, max_length=200)
+    # Labels the earlier service's clients send and read back (list filters, callbacks).
+    user_id: str | None = Field(default=None, max_length=200)
+    username: str | None = Field(default=None, max_length=200)
+    action: str | None = Field(default=None, max_length=200)
+    priority: int | None = None
+    debug_mode: bool | None = None
+    # Removed from the job list by DELETE /jobs/bulk; the row (and Temporal's history) stays.
+    deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

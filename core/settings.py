@@ -62,13 +62,16 @@ class Settings(BaseSettings):
 
     llm_webhook_secret: str | None = None
     webhook_allow_private: bool = False
+    # `name:key` entries (a bare key is named after its hash); API_ADMINS names the keys that
+    # see every job, not only their own.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     strapi_webhook_secret: str | None = None
     strapi_webhook_token: str | None = None
     alert_webhook_url: str | None = None
     max_request_bytes: int = 1024 * 1024
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "api_admins", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         # API_KEYS="k1,k2" is the natural way to write a list in an env var.

@@ -14,6 +14,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
+    Priority,
     SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
@@ -80,6 +81,15 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     return sorted(missing)
 
 
+def temporal_priority(priority: int | None) -> Priority:
+    """A job's 0-10 priority (higher is more urgent, 0 the earlier service's default) as a
+    Temporal priority key (1 runs first, 3 is the server's default): 0-3 → 3, 4-7 → 2,
+    8-10 → 1. Activities inherit it from the run."""
+    if priority is None or priority <= 3:
+        return Priority.default
+    return Priority(priority_key=2 if priority <= 7 else 1)
+
+
 async def start_job(
     client: Client,
     settings: Settings,
@@ -114,6 +124,7 @@ async def start_job(
             else WorkflowIDConflictPolicy.FAIL
         ),
         memo=memo,
+        priority=temporal_priority(inp.labels.priority),
         static_summary=f"{defn.name} {defn.version}",
         task_timeout=timedelta(seconds=10),
     )

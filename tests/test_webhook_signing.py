@@ -284,6 +284,40 @@ async def test_301_is_not_followed(upstream: FakeHTTPServer, webhooks: WebhookAc
     assert [r.path for r in upstream.requests] == ["/hook"]
 
 
+async def deliver_failing(acts: WebhookActivities, inp: WebhookSendInput) -> ApplicationError:
+    """A job callback attempt (deliver_job_webhook), which has its own retry rules."""
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(acts.deliver_job_webhook, inp)
+    return info.value
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422, 500])
+async def test_callbacks_retry_every_non_2xx_but_410(
+    upstream: FakeHTTPServer, webhooks: WebhookActivities, status: int
+) -> None:
+    # A receiver answers 401 while its secret rotates and 500 on its own bugs: both heal.
+    upstream.route("POST", "/hook", Response(status, "not now", {"Retry-After": "9"}))
+    err = await deliver_failing(webhooks, send_input(f"{upstream.url}/hook"))
+    assert not err.non_retryable
+    assert f"HTTP {status}" in err.message
+    assert err.next_retry_delay == timedelta(seconds=9)
+
+
+async def test_callbacks_stop_on_410(upstream: FakeHTTPServer, webhooks: WebhookActivities) -> None:
+    upstream.route("POST", "/hook", Response(410, "retired"))
+    err = await deliver_failing(webhooks, send_input(f"{upstream.url}/hook"))
+    assert err.non_retryable
+
+
+async def test_callbacks_retry_redirects_without_following_them(
+    upstream: FakeHTTPServer, webhooks: WebhookActivities
+) -> None:
+    upstream.route("POST", "/hook", Response(302, "", {"Location": f"{upstream.url}/elsewhere"}))
+    err = await deliver_failing(webhooks, send_input(f"{upstream.url}/hook"))
+    assert not err.non_retryable and "not followed" in err.message
+    assert [r.path for r in upstream.requests] == ["/hook"]
+
+
 async def test_missing_secret_is_a_config_error(
     upstream: FakeHTTPServer, client: httpx.AsyncClient
 ) -> None:

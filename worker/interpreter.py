@@ -123,6 +123,7 @@ class InterpreterWorkflow:
         )
         self._progress.status = result.status
         self._progress.current_step = None
+        self._progress.current_step_name = None
         workflow.set_current_details(self._details())
         workflow.upsert_search_attributes([JOB_STATUS_SA.value_set(status)])
         if running_mirror is not None:
@@ -170,6 +171,7 @@ class InterpreterWorkflow:
         self._records[step.id] = record
         resolver = Resolver(namespace)
         self._progress.current_step = step.id
+        self._progress.current_step_name = step.display_name or step.id
         self._progress.steps[step.id] = "running"
         workflow.set_current_details(self._details())
         content: Any = None
@@ -204,6 +206,9 @@ class InterpreterWorkflow:
                 raise
             record.output = step.default
         self._finish_step(record, step, namespace, resolver, content, now)
+        if step.type == "llm" and record.status == "completed" and inp.labels.debug_mode:
+            # Only runs asked for debug_mode send these, so older histories replay unchanged.
+            await effects.start_llm_step_webhook(inp, defn, record)
         return record
 
     def _finish_step(

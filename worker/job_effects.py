@@ -23,7 +23,9 @@ with workflow.unsafe.imports_passed_through():
         InterpreterInput,
         JobResult,
         MirrorUpdate,
+        StepRecord,
         WebhookDeliveryInput,
+        llm_calls,
     )
     from core.errors import ErrorContext
     from workflow_defs.schema import WorkflowDefinition
@@ -87,6 +89,10 @@ async def finish_mirror(
         )
 
 
+def _timestamp() -> str:
+    return workflow.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 async def start_completion_webhook(
     inp: InterpreterInput, defn: WorkflowDefinition, result: JobResult
 ) -> None:
@@ -94,16 +100,20 @@ async def start_completion_webhook(
     completed = result.status == "completed"
     event = "workflow.completed" if completed else "workflow.failed"
     meta = result.metadata
+    labels = inp.labels
+    calls = llm_calls(meta.steps)
     payload: dict[str, Any] = {
         "event": event,
         "job_id": inp.job_id,
         "status": result.status,
         "workflow_name": defn.name,
         "workflow_version": defn.version,
+        "user_id": labels.user_id,
         "metadata": {
             "duration_ms": meta.duration_ms,
             "total_tokens": meta.total_tokens,
             "total_cost_usd": meta.total_cost_usd,
+            "user_id": labels.user_id,
             "steps": [
                 {
                     "id": r.id,
@@ -114,11 +124,70 @@ async def start_completion_webhook(
                 for r in meta.steps
             ],
         },
+        # The earlier service's shape, which its clients read.
+        "result": {
+            "output": result.output if completed else None,
+            "metadata": {
+                **labels.model_dump(exclude={"debug_mode"}),
+                "duration_ms": meta.duration_ms,
+                "total_tokens": meta.total_tokens,
+                "total_cost_usd": meta.total_cost_usd,
+                "llm_calls": calls,
+            },
+            "steps_executed": [r.id for r in meta.steps if r.status in ("completed", "failed")],
+        },
+        "cost_data": {
+            "total_tokens": meta.total_tokens,
+            "cost_usd": meta.total_cost_usd,
+            "llm_calls": calls,
+        },
+        "duration_ms": meta.duration_ms,
+        "timestamp": _timestamp(),
     }
-    payload["output" if completed else "error"] = result.output if completed else result.error
+    if completed:
+        payload["output"] = result.output
+    else:
+        payload["error"] = result.error
+        payload["error_message"] = (result.error or {}).get("message") or result.status
     run_id = workflow.info().run_id
     # One delivery per run: a reset run reports its own outcome; retries of this delivery
     # (and worker crashes) keep the same id, which receivers dedupe on.
+    await _deliver(inp, event, payload, child_id=f"{inp.job_id}:webhook:{run_id}")
+
+
+async def start_llm_step_webhook(
+    inp: InterpreterInput, defn: WorkflowDefinition, record: StepRecord
+) -> None:
+    """debug_mode: an `llm.step.completed` callback as each LLM step finishes."""
+    if inp.webhook is None:
+        return
+    output = record.output if isinstance(record.output, dict) else {}
+    usage = output.get("usage") or {}
+    payload = {
+        "event": "llm.step.completed",
+        "job_id": inp.job_id,
+        "workflow_name": defn.name,
+        "user_id": inp.labels.user_id,
+        "step_id": record.id,
+        "result": output.get("data") if output.get("data") is not None else output.get("content"),
+        "tokens": {
+            "input": usage.get("input_tokens", 0),
+            "output": usage.get("output_tokens", 0),
+            "total": record.tokens,
+        },
+        "cost_usd": record.cost_usd,
+        "duration_ms": record.duration_ms,
+        "model": output.get("model"),
+        "timestamp": _timestamp(),
+    }
+    child_id = f"{inp.job_id}:webhook:{workflow.info().run_id}:{record.id}"
+    await _deliver(inp, "llm.step.completed", payload, child_id=child_id)
+
+
+async def _deliver(
+    inp: InterpreterInput, event: str, payload: dict[str, Any], *, child_id: str
+) -> None:
+    assert inp.webhook is not None
     await workflow.start_child_workflow(
         WEBHOOK_DELIVERY_WORKFLOW,
         WebhookDeliveryInput(
@@ -129,7 +198,7 @@ async def start_completion_webhook(
             delivery_id=f"whd_{workflow.uuid4().hex}",
             payload=payload,
         ),
-        id=f"{inp.job_id}:webhook:{run_id}",
+        id=child_id,
         parent_close_policy=ParentClosePolicy.ABANDON,
         static_summary=f"{event} → webhook",
     )

@@ -1,9 +1,9 @@
-"""The completion webhook as its own workflow (DESIGN §6.1).
+"""A job callback (completion, or a debug_mode step event) as its own workflow.
 
 The interpreter starts it as a child with ParentClosePolicy.ABANDON, so a slow or failing
-receiver never keeps the job open, and every retry is visible in the Web UI. Attempts are
-retried with backoff (Retry-After honoured by the activity's errors) for up to 24 h; when the
-receiver gives up for good (410, other 4xx) or time runs out, an ERROR alert is raised.
+receiver never keeps the job open, and every retry is visible in the Web UI. Every non-2xx
+answer is retried with backoff (Retry-After honoured by the activity's errors) for up to 24 h;
+when the receiver answers 410 Gone or time runs out, an ERROR alert is raised.
 """
 
 from __future__ import annotations

@@ -8,10 +8,13 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from fastapi.responses import StreamingResponse
 
 from api import job_events, job_service, rerun_service
-from api.auth import Principal
+from api.auth import Caller, Principal
 from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
+from api.errors import ApiError
 from api.metrics import record_job_submitted
 from api.schemas import (
+    BulkDelete,
+    BulkDeleted,
     CancelAccepted,
     JobAccepted,
     JobCreate,
@@ -22,6 +25,7 @@ from api.schemas import (
     RerunRequest,
 )
 from core import db
+from core.models import Job, utcnow
 from workflow_defs.inputs import InputError
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -71,7 +75,7 @@ async def submit(
     engine: EngineDep,
     catalog: CatalogDep,
     temporal: TemporalDep,
-    principal: Principal,
+    caller: Principal,
     idempotency_key: IdempotencyKey = None,
 ) -> JobAccepted:
     """The submit itself, as a dependency shared by POST /jobs and the earlier service's
@@ -83,11 +87,11 @@ async def submit(
             engine=engine,
             catalog=catalog,
             temporal=temporal,
-            principal=principal,
+            principal=caller.name,
             idempotency_key=idempotency_key,
         )
     except job_service.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        raise ApiError(status.HTTP_404_NOT_FOUND, "WorkflowNotFound", str(exc)) from None
     except InputError as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -132,47 +136,113 @@ async def create_job(accepted: SubmittedJob) -> JobAccepted:
 @router.get("", response_model=JobList)
 async def list_jobs(
     engine: EngineDep,
-    _: Principal,
+    caller: Principal,
     status_: Annotated[
         str | None,
-        Query(alias="status", pattern="^(queued|running|completed|failed|cancelled|timed_out)$"),
+        Query(
+            alias="status",
+            pattern="^(all|queued|running|completed|failed|cancelled|timed_out)$",
+            description="A job status; `running` also matches queued jobs; `all` (default) any.",
+        ),
     ] = None,
     workflow_name: Annotated[str | None, Query(max_length=200)] = None,
+    user_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit_results: Annotated[
+        str | None,
+        Query(
+            max_length=20,
+            description="`Today`, `7 Days`, `30 Days` (or `<N> days`): created in that window; "
+            "a bare number caps how many jobs come back.",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> JobList:
-    """Jobs from the mirror, newest first, with keyset pagination (`next_cursor`)."""
+    """Jobs from the mirror, newest first: page with `next_cursor` (keyset) or `offset`.
+    A key sees its own jobs; an admin key (API_ADMINS) sees every job."""
+    since = None
     try:
-        rows, next_cursor = await job_service.list_job_rows(
-            engine, status=status_, workflow_name=workflow_name, limit=limit, cursor=cursor
+        if limit_results:
+            since, cap = job_service.window_start(limit_results, utcnow())
+            limit = min(limit, cap) if cap else limit
+        where = db.JobFilter(
+            statuses=job_service.STATUS_FILTERS[status_ or "all"],
+            workflow_name=workflow_name,
+            user_id=user_id,
+            owner=caller.owner_filter,
+            since=since,
+        )
+        rows, next_cursor, total = await job_service.list_job_rows(
+            engine, where, limit=limit, cursor=cursor, offset=offset
         )
     except job_service.BadField as exc:
         raise unprocessable(["query", exc.field], str(exc)) from None
-    items = [
-        JobSummary(
-            job_id=r.job_id,
-            status=r.status,  # type: ignore[arg-type]
-            workflow_name=r.workflow_name,
-            workflow_version=r.workflow_version,
-            error_type=(r.error or {}).get("type"),
-            created_at=db.as_utc(r.created_at),
-            started_at=db.as_utc(r.started_at),
-            completed_at=db.as_utc(r.completed_at),
+    items = [_summary(r, caller) for r in rows]
+    return JobList(
+        items=items, next_cursor=next_cursor, jobs=items, total=total, limit=limit, offset=offset
+    )
+
+
+def _summary(row: Job, caller: Caller) -> JobSummary:
+    summary = JobSummary(
+        job_id=row.job_id,
+        status=row.status,  # type: ignore[arg-type]
+        workflow_name=row.workflow_name,
+        workflow_version=row.workflow_version,
+        error_type=(row.error or {}).get("type"),
+        error_message=(row.error or {}).get("message"),
+        priority=row.priority,
+        user_id=row.user_id,
+        username=row.username,
+        action=row.action,
+        created_at=db.as_utc(row.created_at),
+        started_at=db.as_utc(row.started_at),
+        completed_at=db.as_utc(row.completed_at),
+        duration_ms=job_service.duration_ms(row),
+    )
+    if caller.earlier_client and summary.status == "timed_out":
+        summary.status = "failed"
+        summary.error_message = (
+            f"job timed out: {summary.error_message or 'timeout_seconds elapsed'}"
         )
-        for r in rows
-    ]
-    return JobList(items=items, next_cursor=next_cursor)
+    return summary
+
+
+@router.delete(
+    "/bulk",
+    response_model=BulkDeleted,
+    responses={422: {"description": "No ids, or more than 100"}},
+)
+async def delete_jobs(
+    body: BulkDelete, engine: EngineDep, temporal: TemporalDep, caller: Principal
+) -> BulkDeleted:
+    """Cancel each queued or running job and take finished ones off the job list (their
+    Temporal history stays, and GET /jobs/{id} still answers). At most 100 ids."""
+    try:
+        outcome = await job_service.delete_jobs(
+            body.job_ids, engine=engine, temporal=temporal, caller=caller
+        )
+    except job_service.ServiceUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return BulkDeleted(
+        deleted_count=len(outcome.acted_on),
+        job_ids=outcome.acted_on,
+        cancelled=outcome.cancelled,
+        not_found=outcome.not_found,
+    )
 
 
 async def load_job_view(
-    job_id: str, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep, _: Principal
+    job_id: str, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep, caller: Principal
 ) -> JobView:
     try:
-        return await job_service.get_job_view(
-            job_id, settings=settings, engine=engine, temporal=temporal
+        view = await job_service.get_job_view(
+            job_id, settings=settings, engine=engine, temporal=temporal, caller=caller
         )
     except job_service.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        raise ApiError(status.HTTP_404_NOT_FOUND, "JobNotFound", str(exc)) from None
+    return job_service.as_earlier_client_sees_it(view) if caller.earlier_client else view
 
 
 # The job named by the path's {job_id}, or 404; shared by every route that shows a job.
@@ -189,16 +259,22 @@ async def read_job(view: JobViewDep) -> JobView:
     "/{job_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CancelAccepted,
-    responses={404: {"description": "Unknown job"}, 409: {"description": "Job already finished"}},
+    responses={
+        404: {"description": "Unknown job"},
+        409: {"description": "Job already finished"},
+        503: {"description": "Temporal unreachable"},
+    },
 )
-async def cancel_job(job_id: str, temporal: TemporalDep, _: Principal) -> CancelAccepted:
+async def cancel_job(job_id: str, temporal: TemporalDep, caller: Principal) -> CancelAccepted:
     """Ask Temporal to cancel the run; the job ends `cancelled` once the interpreter stops."""
     try:
-        current = await job_service.cancel_job(job_id, temporal=temporal)
+        current = await job_service.cancel_job(job_id, temporal=temporal, caller=caller)
     except job_service.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        raise ApiError(status.HTTP_404_NOT_FOUND, "JobNotFound", str(exc)) from None
     except job_service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except job_service.ServiceUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     return CancelAccepted(job_id=job_id, status=current)
 
 
@@ -217,23 +293,35 @@ async def rerun_job(
     settings: SettingsDep,
     engine: EngineDep,
     temporal: TemporalDep,
-    _: Principal,
+    caller: Principal,
+    response: Response,
     body: RerunRequest | None = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> RerunAccepted:
-    """Start a new job with the original run's input and definition snapshot."""
+    """Start a new job with the original run's input and definition snapshot. The same
+    Idempotency-Key (for the same job and `from_step`) returns the same rerun."""
     from_step = body.from_step if body else None
     try:
-        accepted, reused = await rerun_service.rerun_job(
-            job_id, from_step, settings=settings, engine=engine, temporal=temporal
+        accepted, reused, replayed = await rerun_service.rerun_job(
+            job_id,
+            from_step,
+            settings=settings,
+            engine=engine,
+            temporal=temporal,
+            caller=caller,
+            idempotency_key=idempotency_key,
         )
     except job_service.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        raise ApiError(status.HTTP_404_NOT_FOUND, "JobNotFound", str(exc)) from None
     except job_service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except job_service.BadField as exc:
         raise unprocessable(["body", exc.field], str(exc)) from None
     except job_service.ServiceUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    if replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
     return RerunAccepted(**accepted.model_dump(), rerun_of=job_id, reused_steps=reused)
 
 

@@ -31,7 +31,7 @@ MAX_VALUE_CHARS = 200
 # Shortest fragment of a configured secret that is hunted for; shorter runs are too common in
 # ordinary text ("-key-", "2024") to remove without mangling it.
 MIN_FRAGMENT = 8
-# Configured values shorter than this are not hunted for at all; 6 or 7 character ones only verbatim.
+# Configured values shorter than this are not hunted for at all; 6 or 7 characters: verbatim only.
 MIN_SECRET_CHARS = 6
 
 # A field is secret when one of its words (split on _ - . and camelCase) is one of these.

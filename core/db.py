@@ -319,11 +319,12 @@ def list_alerts(
     since: datetime | None = None,
     limit: int = 50,
     before: tuple[datetime, int] | None = None,
+    owner: str | None = None,
 ) -> list[Alert]:
     """Newest first; `since` is inclusive; `before` = (created_at, id) of the last row seen
-    (keyset cursor)."""
+    (keyset cursor); `owner` hides alerts about other principals' jobs."""
     with Session(engine) as session:
-        query = select(Alert)
+        query = _visible_to(select(Alert), owner)
         if levels is not None:
             query = query.where(Alert.level.in_(levels))  # type: ignore[attr-defined]
         if source:
@@ -342,18 +343,33 @@ def list_alerts(
         return list(session.exec(query).all())
 
 
+def _visible_to(query: Any, owner: str | None) -> Any:
+    """Alerts that name a job are shown to that job's owner (and admins, `owner=None`) only."""
+    if owner is None:
+        return query
+    own_jobs = select(Job.job_id).where(Job.owner == owner)
+    return query.where(Alert.job_id.is_(None) | Alert.job_id.in_(own_jobs))  # type: ignore[union-attr]
+
+
 def alert_summary(
-    engine: Engine, *, since: datetime | None = None, source: str | None = None
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    source: str | None = None,
+    owner: str | None = None,
 ) -> tuple[list[tuple[str, str, int]], Alert | None]:
     """Counts per (level, source) and the newest alert, since `since` (inclusive)."""
     with Session(engine) as session:
-        counts = select(Alert.level, Alert.source, func.count()).group_by(Alert.level, Alert.source)
+        counts = _visible_to(
+            select(Alert.level, Alert.source, func.count()).group_by(Alert.level, Alert.source),
+            owner,
+        )
         if source:
             counts = counts.where(Alert.source == source)
         if since is not None:
             counts = counts.where(Alert.created_at >= _utc(since))  # type: ignore[operator]
         rows = [(level, src, int(n)) for level, src, n in session.exec(counts).all()]
-    latest = list_alerts(engine, source=source, since=since, limit=1)
+    latest = list_alerts(engine, source=source, since=since, limit=1, owner=owner)
     return rows, (latest[0] if latest else None)
 
 

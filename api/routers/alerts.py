@@ -43,7 +43,7 @@ Since = Annotated[
 )
 async def list_alerts(
     engine: EngineDep,
-    _: Principal,
+    caller: Principal,
     level: Annotated[
         AlertLevel | None,
         Query(
@@ -59,7 +59,8 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> AlertList:
-    """Alerts newest first, with keyset pagination (`next_cursor`)."""
+    """Alerts newest first, with keyset pagination (`next_cursor`). Alerts about a job are
+    shown to the key that owns it (and admin keys) only."""
     before = _decode_cursor(cursor) if cursor else None
     rows = await asyncio.to_thread(
         db.list_alerts,
@@ -70,6 +71,7 @@ async def list_alerts(
         since=since,
         limit=limit + 1,
         before=before,
+        owner=caller.owner_filter,
     )
     next_cursor = None
     if len(rows) > limit:
@@ -85,14 +87,16 @@ async def list_alerts(
 )
 async def alert_summary(
     engine: EngineDep,
-    _: Principal,
+    caller: Principal,
     since: Since = None,
     source: Annotated[
         str | None, Query(max_length=100, description="Only this source (exact)")
     ] = None,
 ) -> AlertSummary:
     """Counts per level (every level present, 0 when none) and per source, and the newest alert."""
-    rows, latest = await asyncio.to_thread(db.alert_summary, engine, since=since, source=source)
+    rows, latest = await asyncio.to_thread(
+        db.alert_summary, engine, since=since, source=source, owner=caller.owner_filter
+    )
     by_level: dict[str, int] = dict.fromkeys(ALERT_LEVELS, 0)
     by_source: dict[str, int] = {}
     for level, src, n in rows:

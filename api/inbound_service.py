@@ -14,13 +14,17 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from activities.webhook_signing import verify_hex_signature
 from api import job_service
@@ -92,10 +96,188 @@ class SourceCredentials:
         return bool(self.secret or self.token)
 
 
+# Rejected-credential alerts: at most one row per (source, reason) per window, however many
+# requests a sender (or anyone who adds an X-Webhook-Signature header) makes.
+REJECTION_WINDOW_SECONDS = 60.0
+# How long later rejections wait before their count is written to the window's row: one UPDATE per
+# second at most, instead of one write per rejected request.
+REJECTION_FLUSH_SECONDS = 1.0
+
+
+@dataclass(eq=False)
+class _RejectionWindow:
+    source: str
+    reason: str
+    started: float
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    count: int = 1
+    written: int = 0  # the count the alert row holds
+    alert_id: int | None = None
+    flushing: bool = False  # a delayed write is scheduled
+    last_seen: str = ""
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class RejectionAlerts:
+    """Folds rejected inbound requests into one alert row per (source, reason) and window.
+
+    The first rejection of a window inserts the row (count 1); the next ones only increment the
+    count, which a delayed write stores in the row's details and message, so a flood of forged
+    requests costs one INSERT plus about one UPDATE a second. The next rejection after the window
+    closes starts a new row. Each rejection is still logged. Per process: every gateway replica
+    raises at most one row per window of its own.
+    """
+
+    def __init__(
+        self,
+        window_seconds: float = REJECTION_WINDOW_SECONDS,
+        flush_seconds: float = REJECTION_FLUSH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window_seconds = window_seconds
+        self.flush_seconds = flush_seconds
+        self._clock = clock
+        # A thread lock, never held across an await: each count-and-decide step is atomic for
+        # concurrent requests, even if they are ever served from more than one thread.
+        self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str], _RejectionWindow] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _count(
+        self, source: str, reason: str
+    ) -> tuple[_RejectionWindow, bool, _RejectionWindow | None]:
+        """Count one rejection: (its window, whether it opens that window and so needs a new
+        row, the window it closes when that one's count is not in its row yet)."""
+        now = self._clock()
+        with self._lock:
+            current = self._windows.get((source, reason))
+            if current is None or now - current.started >= self.window_seconds:
+                closed = current if current and current.count != current.written else None
+                current = _RejectionWindow(source, reason, started=now, last_seen=_now_iso())
+                self._windows[(source, reason)] = current
+                return current, True, closed
+            current.count += 1
+            current.last_seen = _now_iso()
+            return current, False, None
+
+    async def record(
+        self,
+        engine: Engine,
+        source: str,
+        reason: str,
+        details: dict[str, Any],
+        *,
+        secrets: list[str],
+    ) -> None:
+        window, first, closed = self._count(source, reason)
+        if not first:
+            self._schedule_flush(engine, window)
+            return
+        if closed is not None:  # its final count, before the next row appears
+            await self._write_count(engine, closed)
+        window.message = redact_text(
+            f"rejected inbound webhook for source {source!r}: {reason}",
+            extra_secrets=secrets,
+            truncate=False,
+        )[:1900]
+        window.details = redact(
+            {**details, "window_seconds": self.window_seconds}, extra_secrets=secrets
+        )
+        alert = Alert(
+            level="WARNING",
+            source=ALERT_SOURCE,
+            message=window.message,
+            details={**window.details, "count": 1, "last_seen": window.last_seen},
+        )
+        log.warning("alert WARNING: %s", alert.message)
+        try:
+            alert_id = await asyncio.to_thread(_insert_alert_returning_id, engine, alert)
+        except Exception as exc:
+            log.warning("could not store the inbound-webhook alert: %s", type(exc).__name__)
+            return
+        with self._lock:
+            window.alert_id, window.written = alert_id, 1
+        self._schedule_flush(engine, window)  # rejections counted while the row was inserted
+
+    def _schedule_flush(self, engine: Engine, window: _RejectionWindow) -> None:
+        with self._lock:
+            if window.alert_id is None or window.flushing or window.count == window.written:
+                return
+            window.flushing = True
+        task = asyncio.get_running_loop().create_task(self._flush_later(engine, window))
+        self._tasks.add(task)  # the loop only keeps weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush_later(self, engine: Engine, window: _RejectionWindow) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.flush_seconds)
+                await self._write_count(engine, window)
+                with self._lock:
+                    # Checked and cleared under the lock, so a rejection counted now either is
+                    # written by this loop or schedules the next one.
+                    if window.count == window.written:
+                        window.flushing = False
+                        return
+        except BaseException:
+            with self._lock:
+                window.flushing = False
+            raise
+
+    async def _write_count(self, engine: Engine, window: _RejectionWindow) -> None:
+        # One writer per row at a time, each writing the newest count: a slow UPDATE can't land
+        # after a newer one and leave the row behind.
+        async with window.write_lock:
+            with self._lock:
+                count, alert_id, seen = window.count, window.alert_id, window.last_seen
+            if alert_id is None or count == window.written:
+                return
+            message = f"{window.message} ({count} rejected within {self.window_seconds:g} s)"
+            details = {**window.details, "count": count, "last_seen": seen}
+            try:
+                await asyncio.to_thread(_update_alert, engine, alert_id, message, details)
+            except Exception as exc:
+                log.warning("could not update the inbound-webhook alert: %s", type(exc).__name__)
+                return
+            with self._lock:
+                window.written = max(window.written, count)
+
+    async def flush(self, engine: Engine) -> None:
+        """Write every pending count now (shutdown, tests)."""
+        with self._lock:
+            windows = list(self._windows.values())
+        for window in windows:
+            await self._write_count(engine, window)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _insert_alert_returning_id(engine: Engine, alert: Alert) -> int | None:
+    with Session(engine, expire_on_commit=False) as session:
+        session.add(alert)
+        session.commit()
+        return alert.id
+
+
+def _update_alert(engine: Engine, alert_id: int, message: str, details: dict[str, Any]) -> None:
+    with Session(engine) as session:
+        row = session.get(Alert, alert_id)
+        if row is None:  # pruned meanwhile: nothing left to update
+            return
+        row.message = message[:2000]
+        row.details = details  # a new dict: the JSON column only sees reassignment
+        session.add(row)
+        session.commit()
+
+
 @dataclass
 class InboundConfig:
     triggers: TriggerConfig = field(default_factory=TriggerConfig)
     credentials: dict[str, SourceCredentials] = field(default_factory=dict)
+    rejections: RejectionAlerts = field(default_factory=RejectionAlerts, repr=False, compare=False)
 
     def secrets(self) -> list[str]:
         return [v for c in self.credentials.values() for v in (c.secret, c.token) if v]
@@ -278,12 +460,15 @@ async def authenticate_event(
     reason = check_credentials(creds, body, signature, authorization)
     if reason is None:
         return
+    log.warning("inbound webhook for %s rejected: %s (client %s)", source, reason, client_host)
     if signature or authorization:
-        # A wrong credential is a misconfigured sender or someone probing: worth an alert.
-        # Bare unauthenticated requests are only logged, so scanners can't flood the alerts.
-        await raise_alert(
+        # A wrong credential is a misconfigured sender or someone probing: worth an alert, but
+        # anyone can send a header, so rejections fold into one row per source, reason and window.
+        # Bare unauthenticated requests are only logged.
+        await inbound.rejections.record(
             engine,
-            f"rejected inbound webhook for source {source!r}: {reason}",
+            source,
+            reason,
             {
                 "source": source,
                 "reason": reason,
@@ -293,8 +478,6 @@ async def authenticate_event(
             },
             secrets=inbound.secrets(),
         )
-    else:
-        log.warning("inbound webhook for %s rejected: %s (client %s)", source, reason, client_host)
     raise Unauthorized(reason)
 
 

@@ -25,7 +25,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.webhook_signing import sign_hex
-from api.inbound_service import event_job_id
+from api.inbound_service import RejectionAlerts, event_job_id
 from api.main import create_app
 from core.db import get_job
 from core.models import Alert
@@ -217,13 +217,16 @@ async def test_bad_signature_is_401_with_an_alert_and_nothing_started(
     await assert_not_started(
         engine, temporal_client, event_job_id("strapi", trigger(app, "explain-article"), body)
     )
+    await app.state.inbound.rejections.flush(engine)
     alerts = alerts_for(engine, body)
     assert len(alerts) == 1
     alert = alerts[0]
     assert alert.level == "WARNING" and "bad signature" in alert.message
     stored = json.dumps([alert.message, alert.details])
     assert forged.removeprefix("sha256=") not in stored and SECRET not in stored
-    assert len(alerts_for(engine, tampered)) == 1
+    # Same source, same reason, same window: the second rejection is counted in the first row.
+    assert alerts_for(engine, tampered) == []
+    assert alert.details is not None and alert.details["count"] == 2
 
 
 async def test_bad_token_alerts_but_missing_auth_is_only_401(
@@ -243,6 +246,106 @@ async def test_bad_token_alerts_but_missing_auth_is_only_401(
     assert "bad bearer token" in alert.message
     assert "guessed-token-0001" not in json.dumps([alert.message, alert.details])
     assert alerts_for(engine, bare_body) == []
+
+
+def rejection_rows(engine: Engine, after_id: int) -> list[Alert]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Alert)
+            .where(Alert.source == "inbound_webhook")
+            .where(Alert.id > after_id)  # type: ignore[operator]
+            .order_by(Alert.id)  # type: ignore[arg-type]
+        ).all()
+    return [r for r in rows if "rejected inbound webhook" in r.message]
+
+
+def last_alert_id(engine: Engine) -> int:
+    with Session(engine) as session:
+        ids = session.exec(select(Alert.id)).all()
+    return max((i for i in ids if i is not None), default=0)
+
+
+async def test_a_flood_of_forged_requests_makes_one_alert_row_per_source_and_reason(
+    hooks: tuple[httpx.AsyncClient, FastAPI], engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone can add an X-Webhook-Signature header: 500 forged posts used to store 500 rows."""
+    api, app = hooks
+    rejections = app.state.inbound.rejections
+    rejections.flush_seconds = 0.2
+    before = last_alert_id(engine)
+    forged = {"Content-Type": "application/json", "X-Webhook-Signature": "sha256=" + "0" * 64}
+
+    async def forge(i: int) -> int:
+        body = strapi_body("entry.publish", "article", title=f"Forged {i}")
+        return (await api.post(STRAPI_URL, content=body, headers=forged)).status_code
+
+    caplog.set_level("WARNING", logger="api.inbound_service")
+    statuses: list[int] = []
+    for batch in range(10):  # concurrent requests, 50 at a time
+        statuses += await asyncio.gather(*(forge(batch * 50 + i) for i in range(50)))
+    assert statuses == [401] * 500
+
+    # The count reaches the row by itself (a delayed write), without waiting out the window.
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        rows = rejection_rows(engine, before)
+        if (rows and (rows[0].details or {}).get("count") == 500) or (
+            asyncio.get_running_loop().time() > deadline
+        ):
+            break
+        await asyncio.sleep(0.1)
+    [row] = rows
+    assert row.level == "WARNING" and (row.details or {})["source"] == "strapi"
+    assert (row.details or {})["reason"] == "bad signature"
+    assert (row.details or {})["count"] == 500 and (row.details or {})["window_seconds"] == 60
+    assert "bad signature (500 rejected within 60 s)" in row.message
+    # Every rejection is still logged, one line each.
+    logged = [r for r in caplog.records if "rejected: bad signature" in r.getMessage()]
+    assert len(logged) == 500
+
+    # Another source, and another reason for the same source, each get their own row.
+    order = json.dumps({"event": "order.paid", "order": {"id": "o-1"}}).encode()
+    shop = await api.post("/api/v1/webhooks/shop", content=order, headers=forged)
+    token_body = strapi_body("entry.publish", "article", title="Wrong token")
+    wrong_token = {"Content-Type": "application/json", "Authorization": "Bearer guessed-000001"}
+    tokens = [
+        (await api.post(STRAPI_URL, content=token_body, headers=wrong_token)).status_code
+        for _ in range(3)
+    ]
+    assert shop.status_code == 401 and tokens == [401] * 3
+    await rejections.flush(engine)
+    rows = rejection_rows(engine, before)
+    by_key = {((r.details or {})["source"], (r.details or {})["reason"]): r for r in rows}
+    assert len(rows) == 3 and set(by_key) == {
+        ("strapi", "bad signature"),
+        ("shop", "bad signature"),
+        ("strapi", "bad bearer token"),
+    }
+    assert (by_key[("shop", "bad signature")].details or {})["count"] == 1
+    assert (by_key[("strapi", "bad bearer token")].details or {})["count"] == 3
+    assert "guessed-000001" not in json.dumps([[r.message, r.details] for r in rows])
+
+
+async def test_rejections_after_the_window_start_a_new_row(engine: Engine) -> None:
+    now = [1000.0]
+    alerts = RejectionAlerts(window_seconds=60, flush_seconds=3600, clock=lambda: now[0])
+    before = last_alert_id(engine)
+    source = f"window-test-{uuid.uuid4().hex[:8]}"
+
+    async def reject(secret: str = "") -> None:
+        details = {"source": source, "reason": "bad signature", "client": "10.0.0.9"}
+        await alerts.record(engine, source, "bad signature", details, secrets=[secret])
+
+    await asyncio.gather(*(reject() for _ in range(5)))  # concurrent: one row, count 5
+    now[0] += 59.9
+    await reject()
+    now[0] += 0.2  # 60.1 s after the first: a new window
+    await reject()
+    await alerts.flush(engine)
+    rows = [r for r in rejection_rows(engine, before) if (r.details or {}).get("source") == source]
+    assert [(r.details or {})["count"] for r in rows] == [6, 1]
+    assert rows[0].message.endswith("(6 rejected within 60 s)")
+    assert rows[1].message == f"rejected inbound webhook for source {source!r}: bad signature"
 
 
 async def test_unconfigured_source_is_503_even_with_a_signature(

@@ -30,7 +30,9 @@ from workflow_defs.transforms.spec import OperationSpec, Problem, deferred, kind
 
 MAX_SPLIT_LEVEL = 3
 _NOT_WORD = re.compile(r"[\W_]+")
-_FENCE_CHARS = "`~"
+# A line that can start a heading or a code fence: the marker run, then the rest of the line.
+# Sequential quantifiers only, and nothing after the last one, so it never backtracks.
+_LINE_MARKER = re.compile(r"^ {0,3}(#+|`{3,}|~{3,})([^\n]*)", re.MULTILINE)
 
 
 def section_key(heading: str) -> str:
@@ -41,84 +43,86 @@ def section_key(heading: str) -> str:
     return _NOT_WORD.sub("_", text.lower()).strip("_")
 
 
-def _fence(line: str) -> tuple[str, int, str] | None:
-    """(fence character, run length, text after the run) when the line opens or closes one."""
-    stripped = line.lstrip(" ")
-    if len(line) - len(stripped) > 3 or not stripped or stripped[0] not in _FENCE_CHARS:
-        return None
-    after = stripped.lstrip(stripped[0])
-    run = len(stripped) - len(after)
-    return (stripped[0], run, after) if run >= 3 else None
-
-
-def _heading(line: str) -> tuple[int, str] | None:
-    """(level, title) of a heading that splits; deeper headings and other lines give None."""
-    stripped = line.lstrip(" ")
-    if len(line) - len(stripped) > 3 or not stripped.startswith("#"):
-        return None
-    rest = stripped.lstrip("#")
-    level = len(stripped) - len(rest)
-    if level > MAX_SPLIT_LEVEL or not (rest == "" or rest[0] in " \t" or level >= 2):
-        return None
-    title = rest.strip()
+def _title(after_hashes: str) -> str:
+    title = after_hashes.strip()
     closed = title.rstrip("#")
     if closed != title and (closed == "" or closed[-1] in " \t"):
         title = closed.rstrip()  # the optional closing sequence: `## Title ##`
-    return level, title
+    return title
 
 
-def _unwrap(lines: list[str]) -> list[str]:
-    start, end = 0, len(lines)
-    while start < end and not lines[start].strip():
-        start += 1
-    while end > start and not lines[end - 1].strip():
-        end -= 1
-    if end - start < 2:
-        return lines
-    opening, closing = _fence(lines[start]), _fence(lines[end - 1])
+def _fence(line: str) -> tuple[str, str] | None:
+    """(fence run, text after it) when the line opens or closes a code fence."""
+    m = _LINE_MARKER.match(line)
+    if m is None or m.group(1)[0] == "#":
+        return None
+    return m.group(1), m.group(2)
+
+
+def _unwrap(text: str) -> str:
+    body = text.strip()
+    first_end, last_start = body.find("\n"), body.rfind("\n") + 1
+    if first_end < 0:
+        return text
+    opening, closing = _fence(body[:first_end]), _fence(body[last_start:])
     if (
         opening is None
         or closing is None
-        or closing[0] != opening[0]
-        or closing[1] < opening[1]
-        or closing[2].strip()
+        or closing[0][0] != opening[0][0]
+        or len(closing[0]) < len(opening[0])
+        or closing[1].strip()
     ):
-        return lines
-    return lines[start + 1 : end - 1]
+        return text
+    return body[first_end + 1 : last_start - 1]
 
 
 def split_sections(text: str) -> dict[str, str]:
-    lines = _unwrap(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
-    # Sections in heading order as [key, first body line, end line]; `open_` holds the ones
-    # still running, innermost last.
-    found: list[list[Any]] = []
-    open_: list[tuple[int, int]] = []  # (level, index into found)
-    fence: tuple[str, int] | None = None
-    for number, line in enumerate(lines):
-        marker = _fence(line)
-        if fence is not None:
-            if marker and marker[0] == fence[0] and marker[1] >= fence[1] and not marker[2].strip():
-                fence = None
+    text = _unwrap(text.replace("\r\n", "\n").replace("\r", "\n"))
+    # One entry per heading, in heading order, kept in flat lists of str/int: a container per
+    # heading would make the garbage collector rescan them all as they pile up.
+    keys: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    open_levels: list[int] = []  # sections still running, innermost last
+    open_index: list[int] = []
+    key_of: dict[str, str] = {}  # heading line (after the #s) → key
+    fence = ""  # the open code fence's run, "" outside one
+    for m in _LINE_MARKER.finditer(text):
+        marker, after = m.group(1, 2)
+        if fence:
+            if marker[0] == fence[0] and len(marker) >= len(fence) and not after.strip():
+                fence = ""
             continue
-        if marker is not None:
-            fence = (marker[0], marker[1])
+        if marker[0] != "#":
+            fence = marker
             continue
-        heading = _heading(line)
-        if heading is None:
+        level = len(marker)
+        if level > MAX_SPLIT_LEVEL or not (after == "" or after[0] in " \t" or level >= 2):
             continue
-        level, title = heading
-        while open_ and open_[-1][0] >= level:
-            found[open_.pop()[1]][2] = number
-        open_.append((level, len(found)))
-        found.append([section_key(title), number + 1, len(lines)])
-    bodies: dict[str, list[str]] = {}
-    for key, start, end in found:
-        if key:
-            body = "\n".join(lines[start:end]).strip()
-            parts = bodies.setdefault(key, [])
-            if body:
-                parts.append(body)
-    return {key: "\n\n".join(parts) for key, parts in bodies.items()}
+        key = key_of.get(after)
+        if key is None:
+            key = key_of[after] = section_key(_title(after))
+        while open_levels and open_levels[-1] >= level:
+            open_levels.pop()
+            ends[open_index.pop()] = m.start()
+        open_levels.append(level)
+        open_index.append(len(keys))
+        keys.append(key)
+        starts.append(m.end() + 1)
+        ends.append(len(text))
+    bodies: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {}  # only keys seen more than once get a list
+    for key, start, end in zip(keys, starts, ends, strict=True):
+        if not key:
+            continue
+        body = text[start:end].strip()
+        if key not in bodies:
+            bodies[key] = body
+        elif body:
+            repeated.setdefault(key, [bodies[key]] if bodies[key] else []).append(body)
+    for key, parts in repeated.items():
+        bodies[key] = "\n\n".join(parts)
+    return bodies
 
 
 def _check_sections(config: Mapping[str, Any], at_load: bool) -> list[Problem]:

@@ -1,8 +1,10 @@
 """The offline `mock` provider: deterministic replies, configurable latency, zero cost.
 
 For demos, tests and benchmarks. The same request always gives the same reply: a fixed
-`mock_response` when given, JSON shaped by the step's schema for JSON formats, else a short
-summary of the prompt tagged with the model name.
+`mock_response` when given, JSON shaped by the step's schema for JSON formats; for text, the
+reply outline the prompt shows (its last fenced ```markdown block, `<a | b>` placeholders
+filled with their first choice) when it has one, else a short summary of the prompt. Text
+replies start with a `[mock:<model>]` tag so they are never mistaken for a real answer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from activities.llm.schema_sample import sample_for_schema
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _MAX_SUMMARY_WORDS = 24
 _MAX_SUMMARY_CHARS = 160
+_OUTLINE_LANGUAGES = {"markdown", "md"}
+_PLACEHOLDER = re.compile(r"<([^<>\n]*)>")
 
 
 def summarize(prompt: str) -> str:
@@ -35,6 +39,35 @@ def summarize(prompt: str) -> str:
     return summary
 
 
+def outline_of(prompt: str) -> str | None:
+    """The text of the prompt's last fenced block tagged `markdown`/`md`, if any.
+
+    Prompts that want a Markdown reply of a given shape often show it that way; following it
+    lets an offline run produce something the workflow's parsing steps can read."""
+    outline: str | None = None
+    fence = ""  # the open fence's marker run, e.g. "```" or "~~~~"; "" outside a fence
+    captured: list[str] | None = None
+    for line in prompt.splitlines():
+        stripped = line.strip()
+        if not fence:
+            if stripped[:3] in ("```", "~~~"):
+                info = stripped.lstrip(stripped[0])
+                fence = stripped[: len(stripped) - len(info)]
+                captured = [] if info.strip().lower() in _OUTLINE_LANGUAGES else None
+        elif stripped.startswith(fence) and not stripped.strip(fence[0]):
+            if captured is not None:
+                outline = "\n".join(captured)
+            fence, captured = "", None
+        elif captured is not None:
+            captured.append(line)
+    return outline
+
+
+def fill_outline(outline: str) -> str:
+    """`<one | two>` → `one`, `<what to write>` → `what to write`."""
+    return _PLACEHOLDER.sub(lambda m: m.group(1).split("|")[0].strip(), outline).strip()
+
+
 def estimate_tokens(text: str) -> int:
     # ~4 characters per token is the usual rule of thumb for English text.
     return math.ceil(len(text) / 4) if text else 0
@@ -49,6 +82,9 @@ def mock_reply(request: ChatRequest) -> str:
         return json.dumps(sample_for_schema(fmt.schema), ensure_ascii=False)
     if fmt.is_json:
         return json.dumps({"result": summarize(prompt)}, ensure_ascii=False)
+    outline = outline_of(prompt)
+    if outline and outline.strip():
+        return f"[mock:{request.model}]\n\n{fill_outline(outline)}"
     return f"[mock:{request.model}] {summarize(prompt)}"
 
 

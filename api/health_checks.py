@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy.engine import Engine
 from temporalio.api.enums.v1 import NamespaceState, TaskQueueKind, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
 
 from activities.resilience import Resilience
@@ -29,6 +30,12 @@ from core.settings import Settings
 
 CHECK_TIMEOUT_SECONDS = 3.0
 MAX_DETAIL_CHARS = 300
+# Temporal lists a poller for 5 minutes after its last poll, so a killed worker still shows up;
+# only a recent poll proves a worker is alive. A poller's last_access_time is when its current
+# poll began, and an idle worker's poll is held open by the server for up to a minute (on the
+# dev server an idle worker's age climbs to about 55 s before its next poll resets it). 90 s is
+# that minute plus 30 s for clock skew between the gateway and the server and a slow re-poll.
+POLLER_FRESH_SECONDS = 90.0
 
 
 class DatabaseHealth(BaseModel):
@@ -45,12 +52,22 @@ class TemporalHealth(BaseModel):
 
 
 class WorkerHealth(BaseModel):
-    status: Literal["ok", "error"] = Field(description="error when no worker polls the queue")
+    status: Literal["ok", "error"] = Field(
+        description="error when no worker has polled the queue recently"
+    )
     task_queue: str
     pollers: list[str] = Field(
         default_factory=list,
-        description="Identities of workers polling the workflow task queue (Temporal keeps a "
-        "stopped worker listed for a few minutes)",
+        description=f"Identities of workers that polled the workflow task queue within the last "
+        f"{POLLER_FRESH_SECONDS:g} s",
+    )
+    stale_pollers: list[str] = Field(
+        default_factory=list,
+        description="Identities Temporal still lists without a recent poll: stopped or stuck "
+        "workers (a stopped worker stays listed for about 5 minutes)",
+    )
+    last_poll_seconds: float | None = Field(
+        default=None, description="Seconds since the most recent poll by any listed worker"
     )
     detail: str | None = None
 
@@ -100,7 +117,10 @@ class DetailedHealth(BaseModel):
                             "status": "error",
                             "task_queue": "llm-workflows",
                             "pollers": [],
-                            "detail": "no worker is polling the task queue",
+                            "stale_pollers": ["4242@worker-1"],
+                            "last_poll_seconds": 143.2,
+                            "detail": "no worker has polled within 90 s (last poll 143 s ago); "
+                            "1 stopped or stuck worker(s) still listed",
                         },
                         "redis": {"status": "disabled", "detail": "REDIS_URL is not set"},
                     },
@@ -178,12 +198,65 @@ async def check_temporal(
     )
 
 
+def assess_pollers(
+    task_queue: str,
+    pollers: Iterable[PollerInfo],
+    *,
+    now: datetime | None = None,
+    fresh_seconds: float = POLLER_FRESH_SECONDS,
+) -> WorkerHealth:
+    """Worker health from describe_task_queue's pollers, judged by how recently each polled."""
+    now = now or datetime.now(UTC)
+    ages: dict[str, float | None] = {}
+    for poller in pollers:
+        age: float | None = None
+        if poller.HasField("last_access_time"):
+            polled = poller.last_access_time.ToDatetime(tzinfo=UTC)
+            age = max(0.0, (now - polled).total_seconds())  # the server's clock may run ahead
+        # One identity can be listed more than once; its freshest poll counts.
+        known = ages.get(poller.identity)
+        if known is None:
+            ages[poller.identity] = age
+        elif age is not None:
+            ages[poller.identity] = min(known, age)
+    if not ages:
+        return WorkerHealth(
+            status="error", task_queue=task_queue, detail="no worker is polling the task queue"
+        )
+    fresh = sorted(i for i, a in ages.items() if a is not None and a <= fresh_seconds)
+    stale = sorted(set(ages) - set(fresh))
+    known_ages = [a for a in ages.values() if a is not None]
+    last = round(min(known_ages), 1) if known_ages else None
+    if fresh:
+        return WorkerHealth(
+            status="ok",
+            task_queue=task_queue,
+            pollers=fresh,
+            stale_pollers=stale,
+            last_poll_seconds=last,
+            detail=f"{len(fresh)} poller(s), last poll {last:.0f} s ago",
+        )
+    since = f"last poll {last:.0f} s ago" if last is not None else "no poll time reported"
+    return WorkerHealth(
+        status="error",
+        task_queue=task_queue,
+        stale_pollers=stale,
+        last_poll_seconds=last,
+        detail=f"no worker has polled within {fresh_seconds:g} s ({since}); "
+        f"{len(stale)} stopped or stuck worker(s) still listed",
+    )
+
+
 async def check_worker(
-    temporal: TemporalLink, task_queue: str, *, within: float = CHECK_TIMEOUT_SECONDS
+    temporal: TemporalLink,
+    task_queue: str,
+    *,
+    within: float = CHECK_TIMEOUT_SECONDS,
+    fresh_seconds: float = POLLER_FRESH_SECONDS,
 ) -> WorkerHealth:
     """Workers polling the workflow task queue: without one, accepted jobs only queue up."""
 
-    async def probe() -> list[str]:
+    async def probe() -> list[PollerInfo]:
         client = await temporal.client()
         resp = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
@@ -193,19 +266,13 @@ async def check_worker(
             ),
             timeout=timedelta(seconds=within),
         )
-        return sorted({p.identity for p in resp.pollers})
+        return list(resp.pollers)
 
     try:
         pollers = await asyncio.wait_for(probe(), within)
     except Exception as exc:
         return WorkerHealth(status="error", task_queue=task_queue, detail=_failure(exc, within))
-    if not pollers:
-        return WorkerHealth(
-            status="error", task_queue=task_queue, detail="no worker is polling the task queue"
-        )
-    return WorkerHealth(
-        status="ok", task_queue=task_queue, pollers=pollers, detail=f"{len(pollers)} poller(s)"
-    )
+    return assess_pollers(task_queue, pollers, fresh_seconds=fresh_seconds)
 
 
 async def check_redis(

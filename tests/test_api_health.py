@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from api.deps import get_engine
-from api.health_checks import check_redis
+from api.health_checks import assess_pollers, check_redis, check_worker
+from api.temporal_link import TemporalLink
 from core.db import make_engine
 from core.settings import Settings
 from tests import harness
@@ -62,6 +68,8 @@ async def test_without_a_worker_the_queue_has_no_pollers_and_health_is_degraded(
         "status": "error",
         "task_queue": settings.temporal_task_queue,
         "pollers": [],
+        "stale_pollers": [],
+        "last_poll_seconds": None,
         "detail": "no worker is polling the task queue",
     }
     assert parts["redis"]["status"] == "disabled"
@@ -79,6 +87,88 @@ async def test_a_running_worker_shows_up_as_a_poller_and_health_is_ok(
     worker = resp.json()["components"]["worker"]
     assert worker["status"] == "ok" and worker["task_queue"] == settings.temporal_task_queue
     assert len(worker["pollers"]) >= 1 and all(worker["pollers"])
+    # A worker that just started polled moments ago.
+    assert worker["stale_pollers"] == [] and 0 <= worker["last_poll_seconds"] < 30
+    assert re.fullmatch(r"\d+ poller\(s\), last poll \d+ s ago", worker["detail"])
+
+
+async def test_a_stopped_worker_still_listed_by_temporal_is_not_healthy(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    """Temporal keeps a stopped worker in describe_task_queue for minutes; only its last poll
+    time tells it is gone. The freshness window is shortened here so the test needn't wait."""
+    link = TemporalLink(settings, client=temporal_client)
+    queue = settings.temporal_task_queue
+    async with harness.running_worker(temporal_client, settings, engine):
+        deadline = time.monotonic() + 10
+        running = await check_worker(link, queue)
+        while not running.pollers and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            running = await check_worker(link, queue)
+    assert running.status == "ok", running
+    identity = running.pollers[0]
+    await asyncio.sleep(2.5)  # the stopped worker's last poll is now more than 2 s old
+    raw = await temporal_client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=temporal_client.namespace,
+            task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    assert identity in {p.identity for p in raw.pollers}  # still listed: counting isn't enough
+    stopped = await check_worker(link, queue, fresh_seconds=2)
+    assert stopped.status == "error" and stopped.pollers == []
+    assert stopped.stale_pollers == [identity]
+    assert stopped.last_poll_seconds is not None and stopped.last_poll_seconds > 2
+    assert stopped.detail and "no worker has polled within 2 s" in stopped.detail
+
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def poller(identity: str, seconds_ago: float | None) -> PollerInfo:
+    info = PollerInfo(identity=identity, rate_per_second=100000)
+    if seconds_ago is not None:
+        info.last_access_time.FromDatetime(NOW - timedelta(seconds=seconds_ago))
+    return info
+
+
+def test_pollers_are_judged_by_their_last_poll() -> None:
+    fresh = assess_pollers("q", [poller("a@host", 3.2), poller("b@host", 200)], now=NOW)
+    assert fresh.status == "ok" and fresh.pollers == ["a@host"]
+    assert fresh.stale_pollers == ["b@host"] and fresh.last_poll_seconds == 3.2
+    assert fresh.detail == "1 poller(s), last poll 3 s ago"
+    # An idle worker's poll is held open for up to a minute: still alive.
+    idle = assess_pollers("q", [poller("a@host", 61)], now=NOW)
+    assert idle.status == "ok" and idle.detail == "1 poller(s), last poll 61 s ago"
+    assert assess_pollers("q", [poller("a@host", 90)], now=NOW).status == "ok"
+
+
+def test_only_stale_pollers_mean_no_worker() -> None:
+    dead = assess_pollers("q", [poller("a@host", 95), poller("b@host", 240)], now=NOW)
+    assert dead.status == "error" and dead.pollers == []
+    assert dead.stale_pollers == ["a@host", "b@host"] and dead.last_poll_seconds == 95
+    assert dead.detail == (
+        "no worker has polled within 90 s (last poll 95 s ago); "
+        "2 stopped or stuck worker(s) still listed"
+    )
+    none = assess_pollers("q", [], now=NOW)
+    assert none.status == "error" and none.detail == "no worker is polling the task queue"
+
+
+def test_poller_edge_cases() -> None:
+    # Listed twice (several pollers, one identity): the freshest poll counts, even at 0 s.
+    twice = assess_pollers("q", [poller("a@host", 300), poller("a@host", 0)], now=NOW)
+    assert twice.pollers == ["a@host"] and twice.last_poll_seconds == 0
+    # The server's clock ahead of ours is not a negative age.
+    ahead = assess_pollers("q", [poller("a@host", -5)], now=NOW)
+    assert ahead.status == "ok" and ahead.last_poll_seconds == 0
+    # No poll time at all proves nothing.
+    unknown = assess_pollers("q", [poller("a@host", None)], now=NOW)
+    assert unknown.status == "error" and unknown.stale_pollers == ["a@host"]
+    assert unknown.last_poll_seconds is None and "no poll time reported" in (unknown.detail or "")
+    custom = assess_pollers("q", [poller("a@host", 20)], now=NOW, fresh_seconds=10)
+    assert custom.status == "error"
 
 
 async def test_unreachable_database_is_503_naming_the_database(

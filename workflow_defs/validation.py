@@ -36,7 +36,7 @@ TRANSFORM_UNRESOLVED_KEYS = frozenset({"template", "condition", "expression"})
 # `${steps.<id>.…}` also reaches these, whatever the step's output (see step_view in the worker).
 STEP_VIEW_KEYS = ("output", "status", "error")
 # Result fields the interpreter keeps out of a step's output (they go to the step record).
-_RECORD_ONLY_FIELDS = frozenset({"attempt", "warnings"})
+RECORD_ONLY_FIELDS = frozenset({"attempt", "warnings"})
 
 
 def transform_resolvable_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def activity_output_fields() -> dict[str, frozenset[str]]:
         "webhook": WebhookSendOutput,
     }
     return {
-        kind: frozenset({*model.model_fields, *model.model_computed_fields} - _RECORD_ONLY_FIELDS)
+        kind: frozenset({*model.model_fields, *model.model_computed_fields} - RECORD_ONLY_FIELDS)
         for kind, model in models.items()
     }
 

@@ -15,8 +15,9 @@
 - None gives `{}` (or every expected key at its default); an llm step's whole output object is
   accepted in place of its `content`. Other non-string data is an error.
 
-Linear in the input: one pass over the lines, string methods and a single-quantifier regex
-only, so adversarial text (huge headings, runs of spaces or `#`) can't make it slow.
+Linear in the input: one pass over the lines that can open a heading or a fence, string
+methods and regexes without nested quantifiers, so adversarial text (huge headings, runs of
+spaces or `#`, a million headings) can't make it slow.
 """
 
 from __future__ import annotations

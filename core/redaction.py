@@ -96,6 +96,16 @@ SECRET_ENV_VARS = (
 )
 
 
+# API_KEYS entries are `name:key` or a bare key, as the gateway parses them (api/auth.py). The
+# name is not secret: hunting for it would blank every log line and job row that names the caller.
+_API_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _api_key_value(entry: str) -> str:
+    name, sep, key = entry.partition(":")
+    return key.strip() if sep and key.strip() and _API_KEY_NAME.fullmatch(name) else entry
+
+
 def _split_values(name: str, raw: Any) -> list[str]:
     if isinstance(raw, list | tuple):
         parts = [str(p) for p in raw]
@@ -103,7 +113,10 @@ def _split_values(name: str, raw: Any) -> list[str]:
         parts = raw.split(",") if name == "API_KEYS" else [raw]
     else:
         return []
-    return [p.strip() for p in parts if len(p.strip()) >= MIN_SECRET_CHARS]
+    parts = [p.strip() for p in parts]
+    if name == "API_KEYS":
+        parts = [_api_key_value(p) for p in parts]
+    return [p for p in parts if len(p) >= MIN_SECRET_CHARS]
 
 
 def _loaded_settings_values() -> list[str]:

@@ -150,6 +150,13 @@ def test_env_var_secret_values_redacted_everywhere(monkeypatch: pytest.MonkeyPat
     assert redact_text("ab cd") == "ab cd"
 
 
+def test_named_api_keys_hide_the_key_not_the_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # API_KEYS="name:key,…": the name identifies the caller in logs and job rows.
+    monkeypatch.setenv("API_KEYS", "frontend-app:k3yValue-9Zx7Qw2, bare-key-Lp05Rt88")
+    out = redact_text("frontend-app sent K3YVALUE-9ZX7QW2; bare-key-Lp05Rt88 too")
+    assert out == f"frontend-app sent {REDACTED}; {REDACTED} too"
+
+
 def test_env_var_secret_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert redact_text(ENV_SECRET) == ENV_SECRET

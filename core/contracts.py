@@ -108,11 +108,16 @@ class JobMetadata(BaseModel):
 
 
 class JobResult(BaseModel):
+    # Results recorded before each record was carried once also hold a `steps` map; it is
+    # ignored when read (the property below rebuilds it).
     status: JobStatus
     output: Any = None
     error: dict[str, Any] | None = None
-    steps: dict[str, StepRecord] = Field(default_factory=dict)
     metadata: JobMetadata = Field(default_factory=JobMetadata)
+
+    @property
+    def steps(self) -> dict[str, StepRecord]:
+        return {record.id: record for record in self.metadata.steps}
 
 
 class Progress(BaseModel):

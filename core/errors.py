@@ -38,6 +38,7 @@ class ErrorType(StrEnum):
     TRANSFORM_ERROR = "TRANSFORM_ERROR"
     EXPRESSION_ERROR = "EXPRESSION_ERROR"
     URL_BLOCKED = "URL_BLOCKED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     # The deployment is wrong (missing key, rejected credentials).
     CONFIG_ERROR = "CONFIG_ERROR"
     AUTH_ERROR = "AUTH_ERROR"
@@ -63,6 +64,7 @@ CATEGORY_OF: dict[ErrorType, ErrorCategory] = {
     ErrorType.TRANSFORM_ERROR: ErrorCategory.USER_ERROR,
     ErrorType.EXPRESSION_ERROR: ErrorCategory.USER_ERROR,
     ErrorType.URL_BLOCKED: ErrorCategory.USER_ERROR,
+    ErrorType.PAYLOAD_TOO_LARGE: ErrorCategory.USER_ERROR,
     ErrorType.CONFIG_ERROR: ErrorCategory.CONFIG_ERROR,
     ErrorType.AUTH_ERROR: ErrorCategory.CONFIG_ERROR,
     ErrorType.UPSTREAM_REJECTED: ErrorCategory.EXTERNAL_ERROR,

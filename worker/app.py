@@ -30,6 +30,7 @@ from core.models import Alert
 from core.settings import Settings
 from worker.interpreter import InterpreterWorkflow
 from worker.mirror_workflow import MirrorWorkflow
+from worker.payload_guard import PayloadGuard
 from worker.webhook_delivery import WebhookDeliveryWorkflow
 from workflow_defs.services import ServiceRegistry, load_services
 
@@ -140,5 +141,6 @@ def build_worker(
             mirror.mirror_job,
         ],
         workflow_runner=sandbox_runner(),
+        interceptors=[PayloadGuard()],
         **worker_kwargs,  # type: ignore[arg-type]
     )

@@ -30,6 +30,13 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
     )
     from core.errors import ErrorContext, ErrorType
+    from core.payload_limits import (
+        ACTIVITY_INPUT_LIMIT,
+        RESULT_LIMIT,
+        STEP_OUTPUT_DEFAULT,
+        describe,
+        json_size,
+    )
     from worker.step_inputs import build_activity_call, definition_of, step_view
     from workflow_defs.expressions import compile_condition
     from workflow_defs.references import Resolver
@@ -40,6 +47,22 @@ with workflow.unsafe.imports_passed_through():
 
 # WorkflowName/WorkflowVersion are set when the run is started (core/temporal.py).
 JOB_STATUS_SA = SearchAttributeKey.for_keyword("JobStatus")
+
+
+def too_large(step_id: str | None, what: str, limit: int) -> ErrorContext:
+    return ErrorContext.of(
+        ErrorType.PAYLOAD_TOO_LARGE,
+        f"{what}, over the {describe(limit)} limit",
+        retryable=False,
+        step_id=step_id,
+        attempt=1,
+        details={
+            "suggestions": [
+                "select the fields you need (transform pick/extract_fields) or cap the "
+                "upstream answer; a step may raise max_output_bytes up to 1 MiB"
+            ]
+        },
+    )
 
 
 class StepFailed(Exception):
@@ -118,9 +141,10 @@ class InterpreterWorkflow:
             status=status,  # type: ignore[arg-type]
             output=output,
             error=error.model_dump(mode="json") if error else None,
-            steps=records,
             metadata=metadata,
         )
+        result, error = self._within_result_limit(result, error)
+        status = result.status
         self._progress.status = result.status
         self._progress.current_step = None
         self._progress.current_step_name = None
@@ -183,13 +207,15 @@ class InterpreterWorkflow:
                 record.output = inp.options.reuse_steps[step.id]
                 record.warnings.append("output reused from an earlier run")
             elif isinstance(step, TransformStep):
-                record.output = self._transform(step, namespace, resolver)
-                record.status = "completed"
                 record.attempts = 1
+                record.output = self._bounded(step, self._transform(step, namespace, resolver))
+                record.status = "completed"
             elif step.type in ACTIVITY_STEP_TYPES:
                 result = await self._activity(step, inp, resolver, deadline, now)
-                record.output = result.model_dump(mode="json", exclude={"attempt", "warnings"})
                 record.attempts = getattr(result, "attempt", 1)
+                record.output = self._bounded(
+                    step, result.model_dump(mode="json", exclude={"attempt", "warnings"})
+                )
                 record.status = "completed"
                 usage = getattr(result, "usage", None)
                 record.tokens = usage.total_tokens if usage is not None else 0
@@ -272,6 +298,11 @@ class InterpreterWorkflow:
         call = build_activity_call(
             step, job_id=inp.job_id, snapshot=inp.definition, resolver=resolver
         )
+        size = json_size(call.arg)
+        if size > ACTIVITY_INPUT_LIMIT:
+            raise StepFailed(
+                too_large(step.id, f"the step's input is {describe(size)}", ACTIVITY_INPUT_LIMIT)
+            )
         try:
             return await workflow.execute_activity(
                 call.name,
@@ -293,6 +324,33 @@ class InterpreterWorkflow:
             if context.type == ErrorType.TIMEOUT and workflow.now() >= deadline:
                 raise StepFailed(self._timeout_context(step.id), timed_out=True) from None
             raise StepFailed(context) from None
+
+    def _bounded(self, step: Any, output: Any) -> Any:
+        """The step's output, or PAYLOAD_TOO_LARGE when it would not fit Temporal's limits."""
+        limit = step.max_output_bytes or STEP_OUTPUT_DEFAULT
+        size = json_size(output)
+        if size > limit:
+            raise StepFailed(too_large(step.id, f"the step's output is {describe(size)}", limit))
+        return output
+
+    def _within_result_limit(
+        self, result: JobResult, error: ErrorContext | None
+    ) -> tuple[JobResult, ErrorContext | None]:
+        """A result Temporal would reject would fail every completion attempt and leave the run
+        open forever: end the job failed instead, with the step outputs dropped."""
+        size = json_size(result)
+        if size <= RESULT_LIMIT:
+            return result, error
+        error = too_large(None, f"the job's result is {describe(size)}", RESULT_LIMIT)
+        for record in result.metadata.steps:
+            record.output = None
+        return result.model_copy(
+            update={
+                "status": "failed",
+                "output": None,
+                "error": error.model_dump(mode="json"),
+            }
+        ), error
 
     def _timeout_context(self, step_id: str) -> ErrorContext:
         return ErrorContext.of(

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         llm_calls,
     )
     from core.errors import ErrorContext
+    from core.payload_limits import CALLBACK_LIMIT, describe, json_size
     from workflow_defs.schema import WorkflowDefinition
 
 # The mirror is retried until the database is back: losing a job's result is not an option.
@@ -146,6 +147,15 @@ async def start_completion_webhook(
     }
     if completed:
         payload["output"] = result.output
+        size = json_size(payload)
+        if size > CALLBACK_LIMIT:
+            # The output rides twice; past the limit the receiver fetches it instead.
+            stub = {
+                "omitted": f"the output ({describe(size)} with its copy) is too large for a "
+                "callback; GET the job to read it",
+                "job_url": f"/api/v1/jobs/{inp.job_id}",
+            }
+            payload["output"] = payload["result"]["output"] = stub
     else:
         payload["error"] = result.error
         payload["error_message"] = (result.error or {}).get("message") or result.status

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.payload_limits import STEP_OUTPUT_CEILING
+
 STEP_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 ErrorMode = Literal["fail", "continue", "retry"]
 InputType = Literal["string", "number", "integer", "boolean", "array", "object", "any"]
@@ -174,6 +176,8 @@ class _StepBase(_Model):
     retry: RetrySpec | None = None
     timeout_seconds: float | None = Field(default=None, gt=0, le=86400)
     default: Any = None
+    # Bound on the step's output as stored in Temporal history (default 256 KiB).
+    max_output_bytes: int | None = Field(default=None, ge=1, le=STEP_OUTPUT_CEILING)
 
     @model_validator(mode="before")
     @classmethod

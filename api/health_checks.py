@@ -91,12 +91,24 @@ class BreakersHealth(BaseModel):
     states: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class RunsHealth(BaseModel):
+    status: Literal["ok", "stuck"] = Field(
+        default="ok",
+        description="stuck when a running job's workflow task keeps failing (informational: "
+        "the gateway itself is fine; an operator must fix the cause and reset the run)",
+    )
+    stuck: dict[str, int] = Field(
+        default_factory=dict, description="job id → attempts of its failing workflow task"
+    )
+
+
 class DetailedComponents(BaseModel):
     database: DatabaseHealth
     temporal: TemporalHealth
     worker: WorkerHealth
     redis: RedisHealth
     breakers: BreakersHealth = Field(default_factory=lambda: BreakersHealth(status="unknown"))
+    runs: RunsHealth = Field(default_factory=RunsHealth)
 
 
 class DetailedHealth(BaseModel):
@@ -335,6 +347,7 @@ async def detailed_health(
     redis_client: Redis | None = None,
     *,
     within: float = CHECK_TIMEOUT_SECONDS,
+    stuck_runs: dict[str, int] | None = None,
 ) -> DetailedHealth:
     """All checks at once; degraded unless the database, Temporal, a worker and (when
     configured) Redis are ok."""
@@ -359,5 +372,6 @@ async def detailed_health(
             worker=worker,
             redis=redis,
             breakers=breakers,
+            runs=RunsHealth(status="stuck" if stuck_runs else "ok", stuck=dict(stuck_runs or {})),
         ),
     )

@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.ssrf import BlockedAddressError, check_url
 from api.auth import Caller
 from api.pagination import BadCursor, decode_cursor, encode_cursor
-from api.reconciler import reconcile_row
+from api.reconciler import failing_task_attempts, reconcile_row
 from api.schemas import JobAccepted, JobCreate, JobView, TemporalRef
 from api.temporal_link import TemporalLink, TemporalUnavailable
 from core import db
@@ -452,6 +452,7 @@ async def _job_view(
             workflow_name=live["workflow_name"],
             workflow_version=live["workflow_version"],
             progress=live.get("progress"),
+            workflow_task_attempts=live.get("workflow_task_attempts"),
             created_at=live.get("start_time"),
             temporal=TemporalRef(
                 workflow_id=job_id,
@@ -475,6 +476,7 @@ async def _job_view(
             return _view_from_row(row, settings, progress=None)
     view = _view_from_row(row, settings, progress=live.get("progress") if live else None)
     if live is not None:
+        view.workflow_task_attempts = live.get("workflow_task_attempts")
         # The mirror lags Temporal by one activity; show the fresher status.
         if row.status == "queued" or live["status"] in TERMINAL_STATUSES:
             view.status = live["status"]
@@ -587,6 +589,7 @@ async def _live_state(job_id: str, temporal: TemporalLink) -> dict[str, Any] | N
         "workflow_name": _sa(sa, "WorkflowName") or "",
         "workflow_version": _sa(sa, "WorkflowVersion") or "",
         "owner": memo.get("owner"),
+        "workflow_task_attempts": failing_task_attempts(desc),
     }
     if status == "running":
         # The interpreter moves JobStatus from "queued" to "running" in its first task, so a

@@ -56,7 +56,7 @@ def create_app(
             )
         app.state.temporal = TemporalLink(settings, temporal_client)
         app.state.redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
-        reconciler = Reconciler(app.state.engine, app.state.temporal)
+        reconciler = app.state.reconciler = Reconciler(app.state.engine, app.state.temporal)
         reconcile_task = asyncio.create_task(reconciler.run_forever(), name="mirror-reconciler")
         try:
             yield
@@ -64,6 +64,8 @@ def create_app(
             reconcile_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reconcile_task
+            with contextlib.suppress(Exception):  # the database may be what is going away
+                await app.state.inbound.rejections.flush(app.state.engine)
             if app.state.redis is not None:
                 await app.state.redis.aclose()
             if own_engine:

@@ -104,10 +104,15 @@ class MetricsRegistry:
         version: str = "unknown",
         buckets: tuple[float, ...] = DEFAULT_BUCKETS,
         db_timeout: float = 3.0,
+        mirror_ttl: float = 15.0,
     ) -> None:
         self.version = version
         self.buckets = tuple(sorted(buckets))
         self.db_timeout = db_timeout
+        # /metrics is unauthenticated: however often it is scraped, the database is counted at
+        # most once per mirror_ttl seconds.
+        self.mirror_ttl = mirror_ttl
+        self._mirror_cached: tuple[float, MirrorCounts] | None = None
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, str], int] = {}
         self._durations: dict[tuple[str, str], _Histogram] = {}
@@ -136,18 +141,24 @@ class MetricsRegistry:
         """Counts from the mirror within `db_timeout`, or None when the database fails or is slow.
 
         A read still running from an earlier scrape is awaited again rather than started anew,
-        so a hanging database doesn't pile up threads, one per scrape.
+        so a hanging database doesn't pile up threads, one per scrape. A read younger than
+        `mirror_ttl` is served again.
         """
+        now = time.monotonic()
+        if self._mirror_cached is not None and now - self._mirror_cached[0] < self.mirror_ttl:
+            return self._mirror_cached[1]
         if self._mirror_read is None or self._mirror_read.done():
             self._mirror_read = asyncio.ensure_future(asyncio.to_thread(_count_mirror, engine))
             self._mirror_read.add_done_callback(_consume_exception)
         try:
-            return await asyncio.wait_for(asyncio.shield(self._mirror_read), self.db_timeout)
+            counts = await asyncio.wait_for(asyncio.shield(self._mirror_read), self.db_timeout)
+            self._mirror_cached = (now, counts)
+            return counts
         except Exception as exc:
             log.warning("metrics: mirror database unavailable (%s)", type(exc).__name__)
             return None
 
-    def render(self, mirror: MirrorCounts | None) -> str:
+    def render(self, mirror: MirrorCounts | None, *, stuck_runs: int = 0) -> str:
         with self._lock:
             requests = dict(self._requests)
             durations = {
@@ -191,6 +202,12 @@ class MetricsRegistry:
                 "Alerts stored in the mirror database by level.",
                 (("", {"level": lv}, n) for lv, n in alerts.items()),
             )
+        out.family(
+            "llmflow_runs_stuck",
+            "gauge",
+            "Running jobs whose workflow task keeps failing (no progress until fixed and reset).",
+            [("", {}, stuck_runs)],
+        )
         out.family(
             "llmflow_mirror_up",
             "gauge",

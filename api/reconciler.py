@@ -7,7 +7,10 @@ re-execute its mirror activity); this loop covers the rest:
 1. rows still `queued`/`running` whose run has closed in Temporal (terminated, timed out,
    failed before its final mirror) get the closed status, and the result when there is one;
 2. rows whose job Temporal shows running under a different run (reset to a later point) go
-   back to `running` with the new run id.
+   back to `running` with the new run id;
+3. runs whose workflow task keeps failing (a bug, or a payload Temporal refuses) make no
+   progress while looking `running`: they are collected in `stuck` (shown by /metrics and
+   /health/detailed) and raise one ERROR alert each.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from api.temporal_link import TemporalLink
 from core import db
 from core.contracts import INTERPRETER_WORKFLOW, TERMINAL_STATUSES, JobResult, MirrorUpdate
 from core.errors import ErrorContext, ErrorType
-from core.models import Job, utcnow
+from core.models import Alert, Job, utcnow
 
 log = logging.getLogger("llmflow.reconciler")
 
@@ -53,6 +56,8 @@ class Reconciler:
         self._batch = batch
         self._reset_window = reset_window
         self._tables_ready = False
+        # job id → attempts of its failing workflow task, as last seen.
+        self.stuck: dict[str, int] = {}
 
     async def run_forever(self) -> None:
         while True:
@@ -76,7 +81,7 @@ class Reconciler:
             db.unfinished_jobs, self._engine, updated_before=cutoff, limit=self._batch
         )
         for row in rows:
-            changed += await reconcile_row(self._engine, self._temporal, row)
+            changed += await reconcile_row(self._engine, self._temporal, row, stuck=self.stuck)
         changed += await self._adopt_reset_runs()
         return changed
 
@@ -96,7 +101,22 @@ class Reconciler:
         return changed
 
 
-async def reconcile_row(engine: Engine, temporal: TemporalLink, row: Job) -> int:
+# A workflow task is retried right away once; a second failure means it will keep failing.
+STUCK_AFTER_ATTEMPTS = 2
+
+
+def failing_task_attempts(desc: object) -> int | None:
+    """Attempts of the run's pending workflow task when it has failed before, else None."""
+    raw = getattr(desc, "raw_description", None)
+    if raw is None or not raw.HasField("pending_workflow_task"):
+        return None
+    attempt = int(raw.pending_workflow_task.attempt)
+    return attempt if attempt >= STUCK_AFTER_ATTEMPTS else None
+
+
+async def reconcile_row(
+    engine: Engine, temporal: TemporalLink, row: Job, *, stuck: dict[str, int] | None = None
+) -> int:
     """Bring one unfinished row in line with its run in Temporal; returns 1 if it changed."""
     client = await temporal.client()
     handle = client.get_workflow_handle(row.job_id, result_type=JobResult)
@@ -107,6 +127,8 @@ async def reconcile_row(engine: Engine, temporal: TemporalLink, row: Job) -> int
             raise
         return 0  # submitted but never started, or retention expired: nothing to mirror
     status = CLOSED_STATUS.get(desc.status) if desc.status else None
+    if stuck is not None:
+        await _note_stuck(engine, row, desc, stuck, running=status is None)
     if status is None:
         if desc.run_id != row.run_id and row.status == "running" and row.run_id is not None:
             await _write(
@@ -119,6 +141,25 @@ async def reconcile_row(engine: Engine, temporal: TemporalLink, row: Job) -> int
     await asyncio.to_thread(db.upsert_job, engine, update)
     log.info("job %s: mirror reconciled to %s (run %s)", row.job_id, update.status, desc.run_id)
     return 1
+
+
+async def _note_stuck(
+    engine: Engine, row: Job, desc: object, stuck: dict[str, int], *, running: bool
+) -> None:
+    attempts = failing_task_attempts(desc) if running else None
+    if attempts is None:
+        stuck.pop(row.job_id, None)
+        return
+    if row.job_id not in stuck:
+        message = (
+            f"job {row.job_id} ({row.workflow_name}) is not progressing: its workflow task has "
+            f"failed {attempts} times; see the run in the Temporal Web UI (worker logs name the "
+            "cause), then fix and reset it, or terminate it"
+        )
+        log.error(message)
+        alert = Alert(level="ERROR", source="temporal", message=message, job_id=row.job_id)
+        await asyncio.to_thread(db.insert_alert, engine, alert)
+    stuck[row.job_id] = attempts
 
 
 async def _closed_update(row: Job, handle, desc, status: str) -> MirrorUpdate:  # type: ignore[no-untyped-def]

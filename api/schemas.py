@@ -153,6 +153,13 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     temporal: TemporalRef
+    workflow_task_attempts: int | None = Field(
+        default=None,
+        description=(
+            "Set while Temporal keeps retrying the run's workflow task (a bug or a payload "
+            "Temporal refuses): the job is stuck until an operator fixes and resets it."
+        ),
+    )
     # Flat fields the earlier service's clients poll.
     error_message: str | None = Field(default=None, description="`error.message`, as text.")
     current_step_id: str | None = None

@@ -198,6 +198,7 @@ async def test_gauges_read_jobs_and_alerts_from_the_mirror_at_scrape_time(
     for status in ("completed", "completed", "failed", "cancelled"):
         add_job(status)
     app = build_app(settings, engine, temporal_client)
+    app.state.metrics.mirror_ttl = 0  # count on every scrape, to see each change
     try:
         async with serve(app) as api:
             first = await scrape(api)
@@ -322,3 +323,24 @@ def test_the_reference_parser_reads_the_same_values() -> None:
     assert families["llmflow_build_info"].samples[0].labels == {"version": '1.0 "rc" \\ \n'}
     submitted = families["llmflow_jobs_submitted"].samples[0]
     assert submitted.labels == {"workflow_name": "quickstart"} and submitted.value == 1
+
+
+async def test_scrapes_count_the_database_at_most_once_per_ttl(
+    settings: Settings, engine: Engine, temporal_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.metrics
+
+    reads: list[float] = []
+    real = api.metrics._count_mirror
+
+    def counting(eng: Engine) -> object:
+        reads.append(time.monotonic())
+        return real(eng)
+
+    monkeypatch.setattr(api.metrics, "_count_mirror", counting)
+    app = build_app(settings, engine, temporal_client)
+    async with serve(app) as api_client:
+        pages = [await scrape(api_client) for _ in range(30)]
+    assert len(reads) == 1  # /metrics is unauthenticated: scraping must not load the database
+    assert all(value(p, "llmflow_mirror_up") == 1 for p in pages)
+    assert all(value(p, "llmflow_runs_stuck") == 0 for p in pages)

@@ -67,7 +67,14 @@ async def health_detailed(
     """
     # The lifespan may keep one shared Redis client; without it each check opens its own.
     redis_client = getattr(request.app.state, "redis", None)
-    report = await detailed_health(settings, engine, temporal, redis_client)
+    reconciler = getattr(request.app.state, "reconciler", None)
+    report = await detailed_health(
+        settings,
+        engine,
+        temporal,
+        redis_client,
+        stuck_runs=reconciler.stuck if reconciler is not None else None,
+    )
     if report.status != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return report

@@ -32,10 +32,13 @@ async def metrics(request: Request, engine: EngineDep) -> Response:
     """Prometheus metrics (text format 0.0.4). **Unauthenticated**: scrape it on a private network.
 
     Always 200: when the mirror database fails or takes over 3 s, the database-backed gauges
-    (`llmflow_jobs`, `llmflow_alerts`) are left out and `llmflow_mirror_up` is 0.
+    (`llmflow_jobs`, `llmflow_alerts`) are left out and `llmflow_mirror_up` is 0. Those gauges
+    are counted at most every 15 s, however often this is scraped.
     """
     registry: MetricsRegistry | None = getattr(request.app.state, "metrics", None)
     if registry is None:  # metrics middleware not installed: database gauges only
         registry = MetricsRegistry(version=request.app.version)
     mirror = await registry.read_mirror(engine)
-    return Response(content=registry.render(mirror), media_type=CONTENT_TYPE)
+    reconciler = getattr(request.app.state, "reconciler", None)
+    stuck = len(reconciler.stuck) if reconciler is not None else 0
+    return Response(content=registry.render(mirror, stuck_runs=stuck), media_type=CONTENT_TYPE)

@@ -547,15 +547,23 @@ async def start_triggered_jobs(
     started: list[StartedJob] = []
     # One at a time: on a 503 the sender retries, and the starts already made are found again.
     for trigger, job in zip(matched, jobs, strict=True):
-        result = await job_service.submit_job(
-            job,
-            settings=settings,
-            engine=engine,
-            catalog=catalog,
-            temporal=temporal,
-            principal=principal_for(source),
-            idempotency_key=idempotency_key(source, trigger, body),
-        )
+        try:
+            result = await job_service.submit_job(
+                job,
+                settings=settings,
+                engine=engine,
+                catalog=catalog,
+                temporal=temporal,
+                principal=principal_for(source),
+                idempotency_key=idempotency_key(source, trigger, body),
+            )
+        except job_service.UnstorableValues as exc:
+            raise MappedInputInvalid(
+                [
+                    {"type": "value_error", "loc": ["trigger", trigger.label, *path], "msg": msg}
+                    for path, msg in exc.problems
+                ]
+            ) from None
         started.append(
             StartedJob(
                 job_id=result.accepted.job_id,

@@ -24,7 +24,7 @@ from api.pagination import BadCursor, decode_cursor, encode_cursor
 from api.reconciler import failing_task_attempts, reconcile_row
 from api.schemas import JobAccepted, JobCreate, JobView, TemporalRef
 from api.temporal_link import TemporalLink, TemporalUnavailable
-from core import db
+from core import db, json_safety
 from core.contracts import (
     INTERPRETER_WORKFLOW,
     TERMINAL_STATUSES,
@@ -72,6 +72,14 @@ class IdempotencyMismatch(ValueError):
     """Same Idempotency-Key, different request body."""
 
 
+class UnstorableValues(ValueError):
+    """Values no JSON store takes back (NaN, a lone surrogate, NUL): the client's to fix."""
+
+    def __init__(self, problems: list[tuple[list[str | int], str]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, p))}: {m}" for p, m in problems))
+        self.problems = problems
+
+
 class BadField(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -111,6 +119,9 @@ async def submit_job(
 ) -> Submitted:
     """Validate, record and start a job. `principal` names the caller: it owns the job and
     scopes its Idempotency-Keys."""
+    unstorable = json_safety.problems(body.model_dump())
+    if unstorable:
+        raise UnstorableValues(unstorable)
     body_hash = request_hash(body)
     job_id = job_id_for(principal, idempotency_key) if idempotency_key else str(uuid.uuid4())
     if idempotency_key:

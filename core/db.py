@@ -6,18 +6,23 @@ serves SQLite (embedded default) and Postgres (`postgresql://` or `postgresql+ps
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, inspect, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
+from sqlalchemy.types import JSON
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from core.contracts import TERMINAL_STATUSES, MirrorUpdate
+from core.json_safety import sanitized
 from core.models import Alert, Job, JobSecret, WebhookDelivery, utcnow
 
 
@@ -57,6 +62,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     )
 
 
+log = logging.getLogger(__name__)
+
 # Any constant works; it only has to be the same in every process that creates the schema.
 SCHEMA_LOCK_ID = 0x6C6C6D66  # "llmf"
 
@@ -77,15 +84,39 @@ def create_tables(engine: Engine) -> None:
 
 def _add_missing_columns(conn: Connection) -> None:
     inspector = inspect(conn)
+    postgres = conn.dialect.name == "postgresql"
     for table in SQLModel.metadata.sorted_tables:
-        existing = {c["name"] for c in inspector.get_columns(table.name)}
+        existing = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
-            if column.name in existing:
-                continue
-            ddl = CreateColumn(column).compile(dialect=conn.dialect)
-            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+            if column.name not in existing:
+                ddl = CreateColumn(column).compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+            elif postgres and _json_to_jsonb(existing[column.name], column):
+                _convert_to_jsonb(conn, table.name, column.name)
         for index in table.indexes:
             index.create(conn, checkfirst=True)
+
+
+def _json_to_jsonb(current: Any, column: Any) -> bool:
+    wanted = column.type.dialect_impl(postgresql.dialect())
+    return (
+        isinstance(current, JSON) and not isinstance(current, JSONB) and isinstance(wanted, JSONB)
+    )
+
+
+def _convert_to_jsonb(conn: Connection, table: str, column: str) -> None:
+    # Tables created by earlier releases used json; a row jsonb refuses keeps the column as is.
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                text(
+                    f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE jsonb USING "{column}"::jsonb'
+                )
+            )
+    except SQLAlchemyError as exc:
+        log.warning(
+            "kept %s.%s as json (a row jsonb refuses): %s", table, column, type(exc).__name__
+        )
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -173,9 +204,10 @@ def _upsert_once(engine: Engine, update: MirrorUpdate) -> str:
         row.started_at = parse_time(update.started_at) or row.started_at
         if update.status in TERMINAL_STATUSES:
             row.completed_at = parse_time(update.completed_at) or now
-            row.output = update.output
-            row.error = update.error
-            row.job_metadata = update.metadata
+            # Outputs come from LLMs and upstream services: store what every database accepts.
+            row.output = sanitized(update.output)
+            row.error = sanitized(update.error)
+            row.job_metadata = sanitized(update.metadata)
         else:
             row.completed_at = None
         row.updated_at = now
@@ -273,6 +305,8 @@ def list_deliveries(engine: Engine, job_id: str) -> list[WebhookDelivery]:
 
 
 def insert_alert(engine: Engine, alert: Alert) -> None:
+    alert.details = sanitized(alert.details)
+    alert.message = sanitized(alert.message)
     with Session(engine) as session:
         session.add(alert)
         session.commit()

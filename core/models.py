@@ -6,7 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
+
+# jsonb on Postgres: indexable and queryable with ->> (a plain json column also keeps text
+# jsonb refuses, such as \u0000, and one such row breaks ->> over the whole table).
+JSON_DOC = JSON().with_variant(JSONB(), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -26,11 +31,13 @@ class Job(SQLModel, table=True):
     workflow_name: str = Field(max_length=200)
     workflow_version: str = Field(max_length=50)
     status: str = Field(default="queued", max_length=20)
-    input_data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    output: Any = Field(default=None, sa_column=Column(JSON))
-    error: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    input_data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON_DOC))
+    output: Any = Field(default=None, sa_column=Column(JSON_DOC))
+    error: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON_DOC))
     # "metadata" is reserved by SQLAlchemy's declarative base, hence the attribute name.
-    job_metadata: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSON))
+    job_metadata: dict[str, Any] | None = Field(
+        default=None, sa_column=Column("metadata", JSON_DOC)
+    )
     run_id: str | None = Field(default=None, max_length=100)
     idempotency_key: str | None = Field(default=None, max_length=300, unique=True)
     request_hash: str | None = Field(default=None, max_length=100)
@@ -102,7 +109,7 @@ class Alert(SQLModel, table=True):
     source: str = Field(max_length=100)
     message: str = Field(max_length=2000)
     job_id: str | None = Field(default=None, max_length=200)
-    details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON_DOC))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

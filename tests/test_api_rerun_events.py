@@ -64,6 +64,27 @@ async def test_rerun_from_a_step_reuses_earlier_outputs(
     assert missing.status_code == 404
 
 
+async def test_rerun_with_the_same_idempotency_key_returns_the_same_job(
+    temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    upstream.route("POST", CHAT, openai_error(400, "context too long"))
+    async with harness.running_worker(temporal_client, settings, engine):
+        async with gateway(settings, engine=engine, temporal_client=temporal_client) as api:
+            first_id = (await api.post("/api/v1/jobs", json=TRIAGE)).json()["job_id"]
+            await poll(api, first_id)
+            key = {"Idempotency-Key": "retry-rerun-1"}
+            one = await api.post(f"/api/v1/jobs/{first_id}/rerun", headers=key)
+            two = await api.post(f"/api/v1/jobs/{first_id}/rerun", headers=key)
+            other = await api.post(
+                f"/api/v1/jobs/{first_id}/rerun", headers={"Idempotency-Key": "another"}
+            )
+            for resp in (one, other):
+                await poll(api, resp.json()["job_id"])
+    assert one.status_code == 202 and two.status_code == 200
+    assert two.headers["Idempotent-Replayed"] == "true"
+    assert one.json()["job_id"] == two.json()["job_id"] != other.json()["job_id"]
+
+
 async def test_rerun_of_a_running_job_is_409(
     temporal_client: Client, settings: Settings, engine: Engine
 ) -> None:

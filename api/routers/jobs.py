@@ -106,6 +106,14 @@ async def submit(
         ) from None
     except job_service.BadField as exc:
         raise unprocessable(["body", exc.field], str(exc)) from None
+    except job_service.UnstorableValues as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [
+                {"loc": ["body", *path], "msg": msg, "type": "value_error"}
+                for path, msg in exc.problems
+            ],
+        ) from None
     except job_service.IdempotencyMismatch as exc:
         raise unprocessable(
             ["header", "Idempotency-Key"], str(exc), "idempotency_mismatch"

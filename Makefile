@@ -24,7 +24,7 @@ test: install
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy core workflow_defs worker
+	$(BIN)/mypy core workflow_defs worker api activities bench
 
 format: install
 	$(BIN)/ruff format .

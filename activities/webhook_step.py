@@ -32,6 +32,7 @@ from core.db import get_job_secret, record_delivery
 from core.errors import ErrorContext, ErrorType, config_error
 from core.models import WebhookDelivery
 from core.redaction import redact_text
+from core.secret_box import KEY_ENV, SecretBox, SecretUnavailable
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,16 @@ class WebhookActivities:
     also resolve per-job secrets and record every attempt in webhook_deliveries)."""
 
     def __init__(
-        self, settings: Settings, client: httpx.AsyncClient, engine: Engine | None = None
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        engine: Engine | None = None,
+        box: SecretBox | None = None,
     ) -> None:
         self._settings = settings
         self._client = client  # guarded_client(allow_private=settings.webhook_allow_private)
         self._engine = engine
+        self._box = box or SecretBox.from_settings(settings)
         self._version = _package_version()
 
     async def _secret(self, secret_ref: str | None) -> str:
@@ -86,8 +92,14 @@ class WebhookActivities:
                 retryable=True,
             ).to_application_error() from None
         if not secret:
-            raise config_error(f"job {job_id} has no stored webhook secret")
-        return secret
+            raise config_error(
+                f"job {job_id} has no stored webhook secret "
+                "(it is deleted once the job's completion delivery ends)"
+            )
+        try:
+            return self._box.open(secret)
+        except SecretUnavailable as exc:
+            raise config_error(f"job {job_id}: {exc}", env_var=KEY_ENV) from None
 
     @activity.defn(name="deliver_job_webhook")
     async def deliver_job_webhook(self, input: WebhookSendInput) -> WebhookSendOutput:

@@ -38,6 +38,7 @@ from core.contracts import (
 from core.errors import ErrorContext
 from core.models import Job, JobSecret, utcnow
 from core.redaction import redact
+from core.secret_box import SecretBox
 from core.settings import Settings
 from core.temporal import start_job
 from workflow_defs.catalog import Catalog
@@ -158,7 +159,10 @@ async def submit_job(
         updated_at=now,
     )
     secret = (
-        JobSecret(job_id=job_id, webhook_secret=body.webhook_secret)
+        JobSecret(
+            job_id=job_id,
+            webhook_secret=SecretBox.from_settings(settings).seal(body.webhook_secret),
+        )
         if body.webhook_secret
         else None
     )

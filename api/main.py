@@ -23,6 +23,7 @@ from api.routers import alerts, cache, health, inbound, jobs, legacy, metrics, w
 from api.temporal_link import TemporalLink
 from core.db import create_tables, make_engine
 from core.logging import setup_logging
+from core.secret_box import check_secret_key_config
 from core.settings import Settings, get_settings
 from workflow_defs.catalog import load_catalog
 
@@ -38,6 +39,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     check_auth_config(settings)
+    check_secret_key_config(settings)
     # Fail fast, before serving anything, on an invalid shipped definition.
     catalog = load_catalog(settings)
     inbound_config = load_inbound(settings, catalog.definitions)  # refuses a bad triggers.json

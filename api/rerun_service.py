@@ -23,6 +23,7 @@ from api.temporal_link import TemporalLink, TemporalUnavailable
 from core import db
 from core.contracts import TERMINAL_STATUSES, InterpreterInput, RunOptions
 from core.models import Job, JobSecret, utcnow
+from core.secret_box import SecretBox
 from core.settings import Settings
 from core.temporal import start_job
 from workflow_defs.schema import WorkflowDefinition
@@ -105,8 +106,14 @@ async def rerun_job(
     secret = None
     if webhook is not None and webhook.secret_ref == f"job:{job_id}":
         stored = await asyncio.to_thread(db.get_job_secret, engine, job_id)
-        secret = JobSecret(job_id=new_id, webhook_secret=stored) if stored else None
-        webhook = webhook.model_copy(update={"secret_ref": f"job:{new_id}"})
+        if stored:
+            sealed = SecretBox.from_settings(settings).reseal(stored)
+            secret = JobSecret(job_id=new_id, webhook_secret=sealed)
+            webhook = webhook.model_copy(update={"secret_ref": f"job:{new_id}"})
+        else:
+            # Deleted once the original's completion delivery ended. Signing with any other
+            # secret would only fail the receiver's check for a day, so the rerun sends none.
+            webhook = None
     now = utcnow()
     await asyncio.to_thread(
         db.insert_job,

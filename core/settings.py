@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.paths import DEFAULT_PROMPTS_DIR, DEFAULT_STATE_DIR, DEFAULT_WORKFLOW_DEFS_DIR
@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     google_places_api: Literal["legacy", "v1"] = "legacy"
 
     llm_webhook_secret: str | None = None
+    # Fernet key(s), comma-separated, sealing per-job webhook secrets at rest (core/secret_box.py).
+    llmflow_secret_key: SecretStr | None = None
     webhook_allow_private: bool = False
     # `name:key` entries (a bare key is named after its hash); API_ADMINS names the keys that
     # see every job, not only their own.

@@ -20,6 +20,7 @@ from activities.cache import ResponseCache
 from activities.external_api import ExternalApiActivities
 from activities.http_errors import new_http_client
 from activities.http_step import HttpActivities
+from activities.job_secrets import JobSecretActivities
 from activities.llm.activity import LlmActivities
 from activities.mirror import MirrorActivities
 from activities.resilience import Resilience
@@ -127,6 +128,7 @@ def build_worker(
     webhook = WebhookActivities(settings, res.guarded, res.engine)
     alerts = AlertActivities(settings, res.engine, res.guarded)
     mirror = MirrorActivities(res.engine)
+    job_secrets = JobSecretActivities(res.engine)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -137,6 +139,7 @@ def build_worker(
             http_step.http_request,
             webhook.webhook_send,
             webhook.deliver_job_webhook,
+            job_secrets.forget_job_secret,
             alerts.raise_alert,
             mirror.mirror_job,
         ],

@@ -124,7 +124,7 @@ async def rerun_job(
             workflow_version=row.workflow_version,
             status="queued",
             input_data=row.input_data,
-            webhook_url=row.webhook_url,
+            webhook_url=row.webhook_url if webhook is not None else None,
             owner=caller.name,
             user_id=row.user_id,
             username=row.username,

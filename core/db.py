@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
-from sqlalchemy.types import JSON
+from sqlalchemy.types import JSON, String, Text
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from core.contracts import TERMINAL_STATUSES, MirrorUpdate
@@ -93,6 +93,10 @@ def _add_missing_columns(conn: Connection) -> None:
                 conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
             elif postgres and _json_to_jsonb(existing[column.name], column):
                 _convert_to_jsonb(conn, table.name, column.name)
+            elif postgres and _widened_to_text(existing[column.name], column):
+                conn.execute(
+                    text(f'ALTER TABLE {table.name} ALTER COLUMN "{column.name}" TYPE text')
+                )
         for index in table.indexes:
             index.create(conn, checkfirst=True)
 
@@ -101,6 +105,12 @@ def _json_to_jsonb(current: Any, column: Any) -> bool:
     wanted = column.type.dialect_impl(postgresql.dialect())
     return (
         isinstance(current, JSON) and not isinstance(current, JSONB) and isinstance(wanted, JSONB)
+    )
+
+
+def _widened_to_text(current: Any, column: Any) -> bool:
+    return (
+        isinstance(current, String) and current.length is not None and isinstance(column.type, Text)
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, Column, DateTime, Index, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -72,7 +72,8 @@ class JobSecret(SQLModel, table=True):
     __tablename__ = "job_secrets"
 
     job_id: str = Field(primary_key=True, max_length=200)
-    webhook_secret: str = Field(max_length=500)
+    # Sealed (fernet:…), so longer than the secret; unbounded text.
+    webhook_secret: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

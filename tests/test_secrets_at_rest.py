@@ -129,20 +129,22 @@ def test_production_gateway_refuses_to_start_without_a_key(settings: Settings) -
 # --- the write path, on the test database -------------------------------------------------------
 
 
+@pytest.mark.parametrize("secret", [SECRET, "s" * 500], ids=["short", "longest-allowed"])
 async def test_submitted_secret_is_stored_sealed(
-    temporal_client: Client, settings: Settings, engine: Engine
+    temporal_client: Client, settings: Settings, engine: Engine, secret: str
 ) -> None:
     # No worker: the job stays queued, the row written by POST /jobs is what is inspected.
+    # Sealing lengthens a secret: the longest one accepted must still fit the column.
     hooked = keyed(settings, KEY_NEW, KEY_OLD)
-    body = {**QUICK, "webhook_url": "http://127.0.0.1:9/hook", "webhook_secret": SECRET}
+    body = {**QUICK, "webhook_url": "http://127.0.0.1:9/hook", "webhook_secret": secret}
     async with gateway(hooked, engine=engine, temporal_client=temporal_client) as api:
         resp = await api.post("/api/v1/jobs", json=body)
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["job_id"]
     try:
         value = stored(engine, job_id)
-        assert value is not None and value.startswith("fernet:") and SECRET not in value
-        assert box(KEY_NEW).open(value) == SECRET
+        assert value is not None and value.startswith("fernet:") and secret not in value
+        assert box(KEY_NEW).open(value) == secret
     finally:
         await temporal_client.get_workflow_handle(job_id).terminate("test done")
         delete_job_secret(engine, job_id)

@@ -93,7 +93,10 @@ SECRET_ENV_VARS = (
     "STRAPI_WEBHOOK_SECRET",
     "STRAPI_WEBHOOK_TOKEN",
     "API_KEYS",
+    "LLMFLOW_SECRET_KEY",
 )
+# Variables that hold several comma-separated secrets.
+LISTED_SECRET_VARS = frozenset({"API_KEYS", "LLMFLOW_SECRET_KEY"})
 
 
 # API_KEYS entries are `name:key` or a bare key, as the gateway parses them (api/auth.py). The
@@ -107,10 +110,12 @@ def _api_key_value(entry: str) -> str:
 
 
 def _split_values(name: str, raw: Any) -> list[str]:
+    if hasattr(raw, "get_secret_value"):  # pydantic SecretStr
+        raw = raw.get_secret_value()
     if isinstance(raw, list | tuple):
         parts = [str(p) for p in raw]
     elif isinstance(raw, str):
-        parts = raw.split(",") if name == "API_KEYS" else [raw]
+        parts = raw.split(",") if name in LISTED_SECRET_VARS else [raw]
     else:
         return []
     parts = [p.strip() for p in parts]

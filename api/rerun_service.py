@@ -58,7 +58,12 @@ def reusable_outputs(
         raise BadField(
             "from_step", f"no step {from_step!r} in {definition.name}; steps: {', '.join(ids)}"
         )
-    records = {s["id"]: s for s in (row.job_metadata or {}).get("steps", []) if isinstance(s, dict)}
+    # Top-level records only: a block's inner steps are reused through their control step.
+    records = {
+        s["id"]: s
+        for s in (row.job_metadata or {}).get("steps", [])
+        if isinstance(s, dict) and s.get("parent") is None
+    }
     reused: dict[str, object] = {}
     for step_id in ids[: ids.index(from_step)]:
         record = records.get(step_id)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled", "timed_out"]
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "timed_out"})
-StepStatus = Literal["pending", "running", "completed", "failed", "skipped"]
+StepStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
 
 INTERPRETER_WORKFLOW = "InterpreterWorkflow"
 
@@ -66,6 +66,9 @@ class InterpreterInput(BaseModel):
 class StepRecord(BaseModel):
     id: str
     type: str
+    # Where in the step tree: `enrich[3].summarize`; a top-level step's path is its id.
+    path: str | None = None
+    parent: str | None = None  # path of the control step whose block holds it
     status: StepStatus = "pending"
     output: Any = None
     error: dict[str, Any] | None = None
@@ -75,6 +78,8 @@ class StepRecord(BaseModel):
     tokens: int = 0
     cost_usd: float = 0.0
     warnings: list[str] = Field(default_factory=list)
+    # A control step's own account: branches taken, items done/failed, iterations.
+    summary: dict[str, Any] | None = None
 
 
 def llm_calls(records: list[StepRecord]) -> list[dict[str, Any]]:
@@ -121,12 +126,14 @@ class JobResult(BaseModel):
 
 
 class Progress(BaseModel):
-    current_step: str | None = None
+    current_step: str | None = None  # the most recently started of `running`
     current_step_name: str | None = None
-    completed_steps: int = 0
+    # Every step path running now (branches and items run at once).
+    running: list[str] = Field(default_factory=list)
+    completed_steps: int = 0  # top-level steps finished, of total_steps
     total_steps: int = 0
     status: JobStatus = "queued"
-    steps: dict[str, StepStatus] = Field(default_factory=dict)
+    steps: dict[str, StepStatus] = Field(default_factory=dict)  # by path
 
 
 class MirrorUpdate(BaseModel):

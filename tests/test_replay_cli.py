@@ -23,6 +23,7 @@ from tests.conftest import TEMPORAL_BIN
 from tests.fakes.http_server import FakeHTTPServer
 from tests.test_replay import HISTORIES, SHIPPED_RUNS, route_for
 from worker.interpreter import InterpreterWorkflow
+from workflow_defs.schema import ACTIVITY_STEP_TYPES
 from worker.replay import history_dict, load_history_file
 from worker.replay_cli import cmd_replay, run_replay
 from worker.replay_report import describe_event
@@ -50,7 +51,9 @@ class CallsTheWrongActivity(InterpreterWorkflow):
     async def run(self, inp: InterpreterInput) -> JobResult:
         return await super().run(inp)
 
-    async def _activity(self, step: Any, *args: Any) -> Any:
+    async def _execute(self, step: Any, at: Any) -> Any:
+        if step.type not in ACTIVITY_STEP_TYPES:
+            return await super()._execute(step, at)
         return await workflow.execute_activity(
             "http_request", {}, start_to_close_timeout=timedelta(seconds=5)
         )

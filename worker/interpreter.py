@@ -1,8 +1,16 @@
 """The interpreter: one generic Temporal workflow that runs any workflow definition.
 
-Each I/O step is one activity (Temporal owns retries, timeouts, backoff and crash recovery);
-transforms and conditions are pure and run here, with no activity round trip. The run's input
-carries the resolved definition snapshot, so a replay never depends on files on disk.
+Steps form a tree: a block is a list of steps, and control steps (parallel, foreach, switch,
+loop) hold blocks. `run_block` runs a block's steps in order through `_run_step`, which does
+what every step needs (when, rerun reuse, records, progress, error_mode, output bounds) and
+hands the step itself to its type's handler in worker/steps/. Each I/O step is one activity
+(Temporal owns retries, timeouts, backoff and crash recovery); transforms and conditions are
+pure and run here. The run's input carries the resolved definition snapshot, so a replay never
+depends on files on disk.
+
+Records are keyed by path: `enrich[3].summarize` (foreach item 3), `checks.weather.fetch`
+(parallel branch), `refine#2.critique` (loop iteration 2), `route.reply` (switch); a top-level
+step's path is its id.
 
 Determinism: only workflow_defs/ (pure), core/ models and activity input models are imported,
 all passed through the sandbox. Anything that changes command order must be guarded with
@@ -20,6 +28,8 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from worker import job_effects as effects
+from worker.steps import HANDLERS
+from worker.steps.base import Scope, StepAt, StepFailed, StepOutcome
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
@@ -30,52 +40,29 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
     )
     from core.errors import ErrorContext, ErrorType
-    from core.payload_limits import (
-        ACTIVITY_INPUT_LIMIT,
-        RESULT_LIMIT,
-        STEP_OUTPUT_DEFAULT,
-        describe,
-        json_size,
-    )
-    from worker.step_inputs import build_activity_call, definition_of, step_view
+    from core.payload_limits import RESULT_LIMIT, STEP_OUTPUT_DEFAULT, describe, json_size
+    from worker.limits import too_large
+    from worker.step_inputs import definition_of, step_view
     from workflow_defs.expressions import compile_condition
     from workflow_defs.references import Resolver
-    from workflow_defs.schema import ACTIVITY_STEP_TYPES, TransformStep, WorkflowDefinition
-    from workflow_defs.transforms import TransformError, apply_transform
-    from workflow_defs.transforms.lists import SCOPE_KEY as FILTER_SCOPE_KEY
-    from workflow_defs.validation import transform_resolvable_config
+    from workflow_defs.schema import WorkflowDefinition
 
 # WorkflowName/WorkflowVersion are set when the run is started (core/temporal.py).
 JOB_STATUS_SA = SearchAttributeKey.for_keyword("JobStatus")
 
-
-def too_large(step_id: str | None, what: str, limit: int) -> ErrorContext:
-    return ErrorContext.of(
-        ErrorType.PAYLOAD_TOO_LARGE,
-        f"{what}, over the {describe(limit)} limit",
-        retryable=False,
-        step_id=step_id,
-        attempt=1,
-        details={
-            "suggestions": [
-                "select the fields you need (transform pick/extract_fields) or cap the "
-                "upstream answer; a step may raise max_output_bytes up to 1 MiB"
-            ]
-        },
-    )
-
-
-class StepFailed(Exception):
-    def __init__(self, context: ErrorContext, *, timed_out: bool = False) -> None:
-        super().__init__(context.message)
-        self.context = context
-        self.timed_out = timed_out
+__all__ = ["InterpreterWorkflow", "StepFailed"]
 
 
 @workflow.defn(name="InterpreterWorkflow")
 class InterpreterWorkflow:
+    inp: InterpreterInput
+    defn: WorkflowDefinition
+    deadline: datetime
+
     def __init__(self) -> None:
         self._progress = Progress()
+        self._records: dict[str, StepRecord] = {}  # by path, in the order steps started
+        self._children: dict[str, list[StepRecord]] = {}  # control step path → its records
 
     @workflow.query(name="progress")
     def progress(self) -> Progress:
@@ -84,26 +71,27 @@ class InterpreterWorkflow:
     @workflow.run
     async def run(self, inp: InterpreterInput) -> JobResult:
         defn = definition_of(inp.definition)
+        self.inp, self.defn = inp, defn
         started = workflow.now()
-        deadline = started + timedelta(seconds=defn.timeout_seconds)
-        info = workflow.info()
+        self.deadline = started + timedelta(seconds=defn.timeout_seconds)
         self._progress = Progress(
             total_steps=len(defn.steps),
             status="running",
             steps={s.id: "pending" for s in defn.steps},
         )
-        namespace: dict[str, Any] = {
-            "input": inp.input_data,
-            "steps": {},
-            "context": {
-                "job_id": inp.job_id,
-                "workflow_name": defn.name,
-                "workflow_version": defn.version,
-                "started_at": started.isoformat(),
-                "run_id": info.run_id,
-            },
-        }
-        self._records: dict[str, StepRecord] = {}
+        scope = Scope(
+            {
+                "input": inp.input_data,
+                "steps": {},
+                "context": {
+                    "job_id": inp.job_id,
+                    "workflow_name": defn.name,
+                    "workflow_version": defn.version,
+                    "started_at": started.isoformat(),
+                    "run_id": workflow.info().run_id,
+                },
+            }
+        )
         workflow.upsert_search_attributes([JOB_STATUS_SA.value_set("running")])
         running_mirror = effects.start_mirror(inp, defn, "running", started_at=started.isoformat())
 
@@ -111,14 +99,9 @@ class InterpreterWorkflow:
         error: ErrorContext | None = None
         output: Any = None
         try:
-            last_output: Any = None
-            for step in defn.steps:
-                record = await self._run_step(step, defn, inp, namespace, deadline)
-                if record.status != "skipped":
-                    last_output = record.output
+            last_output = await self.run_block(defn.steps, scope, prefix="", parent=None)
             if defn.output is not None:
-                resolver = Resolver(namespace)
-                output = resolver.resolve(defn.output)
+                output = Resolver(scope.namespace).resolve(defn.output)
             else:
                 output = last_output
         except StepFailed as failed:
@@ -127,15 +110,17 @@ class InterpreterWorkflow:
         except asyncio.CancelledError:
             status = "cancelled"
             error = ErrorContext.of(ErrorType.CANCELLED, "job was cancelled", retryable=False)
-        records = self._collect(defn, self._records)
+        records = self._collect(defn)
+        top_level = [r for r in records if r.parent is None]
 
         finished = workflow.now()
         metadata = JobMetadata(
             duration_ms=int((finished - started).total_seconds() * 1000),
-            total_tokens=sum(r.tokens for r in records.values()),
-            total_cost_usd=round(sum(r.cost_usd for r in records.values()), 6),
+            # Control steps carry what ran inside them: top-level records add up to the job.
+            total_tokens=sum(r.tokens for r in top_level),
+            total_cost_usd=round(sum(r.cost_usd for r in top_level), 6),
             definition_hash=inp.definition.content_hash,
-            steps=list(records.values()),
+            steps=records,
         )
         result = JobResult(
             status=status,  # type: ignore[arg-type]
@@ -148,6 +133,7 @@ class InterpreterWorkflow:
         self._progress.status = result.status
         self._progress.current_step = None
         self._progress.current_step_name = None
+        self._progress.running = []
         workflow.set_current_details(self._details())
         workflow.upsert_search_attributes([JOB_STATUS_SA.value_set(status)])
         if running_mirror is not None:
@@ -182,155 +168,138 @@ class InterpreterWorkflow:
             )
         return result
 
-    async def _run_step(
-        self,
-        step: Any,
-        defn: WorkflowDefinition,
-        inp: InterpreterInput,
-        namespace: dict[str, Any],
-        deadline: datetime,
-    ) -> StepRecord:
+    async def run_block(
+        self, steps: list[Any], scope: Scope, *, prefix: str, parent: str | None
+    ) -> Any:
+        """Run a block's steps in order; returns the last output of a step that ran."""
+        last: Any = None
+        for step in steps:
+            path = f"{prefix}.{step.id}" if prefix else step.id
+            record = await self._run_step(step, path, parent, scope)
+            if record.status != "skipped":
+                last = record.output
+        return last
+
+    async def _run_step(self, step: Any, path: str, parent: str | None, scope: Scope) -> StepRecord:
         now = workflow.now()
-        record = StepRecord(id=step.id, type=step.type, started_at=now.isoformat())
-        self._records[step.id] = record
-        resolver = Resolver(namespace)
-        self._progress.current_step = step.id
-        self._progress.current_step_name = step.display_name or step.id
-        self._progress.steps[step.id] = "running"
-        workflow.set_current_details(self._details())
-        content: Any = None
+        record = StepRecord(
+            id=step.id, type=step.type, path=path, parent=parent, started_at=now.isoformat()
+        )
+        self._records[path] = record
+        if parent is not None:
+            self._children.setdefault(parent, []).append(record)
+        at = StepAt(path=path, parent=parent, scope=scope, resolver=Resolver(scope.namespace))
+        self._started(step, path)
+        outcome = StepOutcome()
         try:
-            if step.when is not None and not compile_condition(step.when).evaluate(resolver.lookup):
+            if step.when is not None and not compile_condition(step.when).evaluate(
+                at.resolver.lookup
+            ):
                 record.status = "skipped"
-            elif step.id in inp.options.reuse_steps:
+            elif parent is None and step.id in self.inp.options.reuse_steps:
                 record.status = "completed"
-                record.output = inp.options.reuse_steps[step.id]
+                record.output = self.inp.options.reuse_steps[step.id]
                 record.warnings.append("output reused from an earlier run")
-            elif isinstance(step, TransformStep):
-                record.attempts = 1
-                record.output = self._bounded(step, self._transform(step, namespace, resolver))
+            else:
+                outcome = await self._execute(step, at)
+                record.attempts = outcome.attempts
+                record.output = self._bounded(step, path, outcome.output)
+                record.tokens, record.cost_usd = outcome.tokens, outcome.cost_usd
+                record.warnings.extend(outcome.warnings)
+                record.summary = outcome.summary
                 record.status = "completed"
-            elif step.type in ACTIVITY_STEP_TYPES:
-                result = await self._activity(step, inp, resolver, deadline, now)
-                record.attempts = getattr(result, "attempt", 1)
-                record.output = self._bounded(
-                    step, result.model_dump(mode="json", exclude={"attempt", "warnings"})
-                )
-                record.status = "completed"
-                usage = getattr(result, "usage", None)
-                record.tokens = usage.total_tokens if usage is not None else 0
-                record.cost_usd = getattr(result, "cost_usd", 0.0) or 0.0
-                record.warnings.extend(getattr(result, "warnings", None) or [])
-                content = getattr(result, "content", None)
         except StepFailed as failed:
             record.status = "failed"
             record.error = failed.context.model_dump(mode="json")
             record.attempts = failed.context.attempt or record.attempts or 1
-            mode = defn.step_error_mode(step)
+            mode = self.defn.step_error_mode(step)
             if failed.timed_out or mode != "continue":
-                self._finish_step(record, step, namespace, resolver, content, now)
+                self._finish(record, step, at, outcome.content, now)
                 raise
             record.output = step.default
-        self._finish_step(record, step, namespace, resolver, content, now)
-        if step.type == "llm" and record.status == "completed" and inp.labels.debug_mode:
+        except asyncio.CancelledError:
+            record.status = "cancelled"
+            self._finish(record, step, at, None, now)
+            raise
+        self._finish(record, step, at, outcome.content, now)
+        if step.type == "llm" and record.status == "completed" and self.inp.labels.debug_mode:
             # Only runs asked for debug_mode send these, so older histories replay unchanged.
-            await effects.start_llm_step_webhook(inp, defn, record)
+            await effects.start_llm_step_webhook(self.inp, self.defn, record)
         return record
 
-    def _finish_step(
-        self,
-        record: StepRecord,
-        step: Any,
-        namespace: dict[str, Any],
-        resolver: Resolver,
-        content: Any,
-        started: datetime,
+    async def _execute(self, step: Any, at: StepAt) -> StepOutcome:
+        handler = HANDLERS[step.type]
+        if not step.blocks():
+            return await handler(self, step, at)
+        # Control steps: `timeout_seconds` bounds the whole block, `retry` runs it again.
+        attempts = step.retry.max_retries + 1 if step.retry else 1
+        delay = step.retry.initial_delay if step.retry else 0.0
+        for attempt in range(1, attempts + 1):
+            try:
+                if step.timeout_seconds:
+                    outcome = await asyncio.wait_for(handler(self, step, at), step.timeout_seconds)
+                else:
+                    outcome = await handler(self, step, at)
+                outcome.attempts = attempt
+                return outcome
+            except TimeoutError:
+                failed = StepFailed(
+                    ErrorContext.of(
+                        ErrorType.TIMEOUT,
+                        f"the block took longer than its timeout_seconds ({step.timeout_seconds})",
+                        retryable=True,
+                        step_id=at.path,
+                        attempt=attempt,
+                    )
+                )
+            except StepFailed as exc:
+                failed = exc
+            if attempt == attempts or failed.timed_out or not failed.context.retryable:
+                raise failed
+            assert step.retry is not None
+            await workflow.sleep(min(delay, step.retry.max_delay))
+            delay *= step.retry.exponential_base
+        raise AssertionError("unreachable")
+
+    def _started(self, step: Any, path: str) -> None:
+        progress = self._progress
+        progress.current_step = path
+        progress.current_step_name = step.display_name or step.id
+        progress.steps[path] = "running"
+        progress.running.append(path)
+        workflow.set_current_details(self._details())
+
+    def _finish(
+        self, record: StepRecord, step: Any, at: StepAt, content: Any, started: datetime
     ) -> None:
         record.duration_ms = int((workflow.now() - started).total_seconds() * 1000)
-        record.warnings.extend(resolver.warnings)
-        self._progress.steps[step.id] = record.status
-        self._progress.completed_steps += 1
+        record.warnings.extend(at.resolver.warnings)
+        if step.blocks():
+            # Everything that ran inside counts here, whatever became of the block.
+            children = self._children.get(record.path or record.id, [])
+            record.tokens = sum(child.tokens for child in children)
+            record.cost_usd = round(sum(child.cost_usd for child in children), 6)
+        progress = self._progress
+        progress.steps[at.path] = record.status
+        if at.path in progress.running:
+            progress.running.remove(at.path)
+        progress.current_step = progress.running[-1] if progress.running else None
+        if at.parent is None:
+            progress.completed_steps += 1
         if content is None and isinstance(record.output, dict):
             content = record.output.get("content", record.output)
         elif content is None:
             content = record.output
-        namespace["steps"][step.id] = step_view(
+        at.scope.steps[step.id] = step_view(
             record.output, record.status, record.error, step.outputs, content
         )
 
-    def _transform(self, step: TransformStep, namespace: dict[str, Any], resolver: Resolver) -> Any:
-        cfg = step.config
-        config = dict(cfg.config)
-        config.update(resolver.resolve(transform_resolvable_config(cfg.config)))
-        if "source" in cfg.config:
-            data = config["source"]
-        elif cfg.input is not None:
-            data = resolver.resolve(cfg.input)
-        else:
-            data = namespace
-        if cfg.operation == "filter":
-            config[FILTER_SCOPE_KEY] = namespace
-        try:
-            return apply_transform(cfg.operation, data, config)
-        except TransformError as exc:
-            raise StepFailed(
-                ErrorContext.of(
-                    ErrorType.TRANSFORM_ERROR,
-                    str(exc),
-                    retryable=False,
-                    step_id=step.id,
-                    attempt=1,
-                    details={"operation": cfg.operation, "config": {"field": exc.field}},
-                )
-            ) from None
-
-    async def _activity(
-        self,
-        step: Any,
-        inp: InterpreterInput,
-        resolver: Resolver,
-        deadline: datetime,
-        now: datetime,
-    ) -> Any:
-        remaining = (deadline - now).total_seconds()
-        if remaining <= 0:
-            raise StepFailed(self._timeout_context(step.id), timed_out=True)
-        call = build_activity_call(
-            step, job_id=inp.job_id, snapshot=inp.definition, resolver=resolver
-        )
-        size = json_size(call.arg)
-        if size > ACTIVITY_INPUT_LIMIT:
-            raise StepFailed(
-                too_large(step.id, f"the step's input is {describe(size)}", ACTIVITY_INPUT_LIMIT)
-            )
-        try:
-            return await workflow.execute_activity(
-                call.name,
-                call.arg,
-                result_type=call.result_type,
-                start_to_close_timeout=call.start_to_close,
-                schedule_to_close_timeout=timedelta(seconds=remaining),
-                heartbeat_timeout=call.heartbeat_timeout,
-                retry_policy=call.retry_policy,
-                summary=f"{step.id}: {step.display_name or step.type}",
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            context = ErrorContext.from_failure(exc, step_id=step.id)
-            if context.type == ErrorType.CANCELLED:
-                # The activity was cancelled because the job was: end as cancelled, not failed.
-                raise asyncio.CancelledError() from None
-            if context.type == ErrorType.TIMEOUT and workflow.now() >= deadline:
-                raise StepFailed(self._timeout_context(step.id), timed_out=True) from None
-            raise StepFailed(context) from None
-
-    def _bounded(self, step: Any, output: Any) -> Any:
+    def _bounded(self, step: Any, path: str, output: Any) -> Any:
         """The step's output, or PAYLOAD_TOO_LARGE when it would not fit Temporal's limits."""
         limit = step.max_output_bytes or STEP_OUTPUT_DEFAULT
         size = json_size(output)
         if size > limit:
-            raise StepFailed(too_large(step.id, f"the step's output is {describe(size)}", limit))
+            raise StepFailed(too_large(path, f"the step's output is {describe(size)}", limit))
         return output
 
     def _within_result_limit(
@@ -352,28 +321,19 @@ class InterpreterWorkflow:
             }
         ), error
 
-    def _timeout_context(self, step_id: str) -> ErrorContext:
-        return ErrorContext.of(
-            ErrorType.WORKFLOW_TIMEOUT,
-            "the workflow's timeout_seconds elapsed",
-            retryable=False,
-            step_id=step_id,
-            details={"suggestions": ["raise the definition's timeout_seconds"]},
-        )
-
-    def _collect(
-        self, defn: WorkflowDefinition, records: dict[str, StepRecord]
-    ) -> dict[str, StepRecord]:
-        # Steps never reached still get a record, so the result lists every step of the definition.
-        ordered: dict[str, StepRecord] = {}
+    def _collect(self, defn: WorkflowDefinition) -> list[StepRecord]:
+        # Execution order; top-level steps never reached still get a (pending) record, so the
+        # result lists every step of the definition.
+        records = list(self._records.values())
         for step in defn.steps:
-            ordered[step.id] = records.get(step.id) or StepRecord(id=step.id, type=step.type)
-        return ordered
+            if step.id not in self._records:
+                records.append(StepRecord(id=step.id, type=step.type, path=step.id))
+        return records
 
     def _details(self) -> str:
         p = self._progress
         lines = [f"**{p.status}** — {p.completed_steps}/{p.total_steps} steps"]
-        if p.current_step:
-            lines.append(f"current step: `{p.current_step}`")
+        if p.running:
+            lines.append("running: " + ", ".join(f"`{path}`" for path in p.running))
         lines.extend(f"- `{sid}`: {st}" for sid, st in p.steps.items())
         return "\n".join(lines)

@@ -3,13 +3,18 @@
 Errors always name the file and the JSON path (`quickstart.json: $.steps[1].config.operation:
 unknown transform operation 'fiter'`). The gateway and the worker call `load_registry` at
 start and refuse to start when a shipped definition is invalid.
+
+Definitions also arrive over HTTP (POST /api/v1/workflows/validate), so before anything is
+parsed they are held to MAX_DEFINITION_BYTES of JSON and MAX_DEFINITION_DEPTH levels of
+nesting, reported at `$` (or the too-deep path) with the limit named. Conditions and prompts
+have their own caps, checked where they are parsed (expressions.py, prompts.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +22,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.contracts import ResolvedDefinition
-from workflow_defs.schema import CONTROL_FLOW_TYPES, STEP_TYPES, WorkflowDefinition, version_key
+from workflow_defs.schema import LATER_STEP_TYPES, STEP_TYPES, WorkflowDefinition, version_key
 from workflow_defs.validation import check_definition, extra_field_warnings
 
 # Files in WORKFLOW_DEFS_DIR that are not workflow definitions.
 NON_DEFINITION_FILES = {"services.json", "triggers.json"}
+MAX_DEFINITION_BYTES = 512 * 1024
+MAX_DEFINITION_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,10 @@ class DefinitionError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class DefinitionTooLarge(DefinitionError):
+    """The definition is over MAX_DEFINITION_BYTES; nothing else was checked."""
 
 
 @dataclass
@@ -110,7 +121,7 @@ def _pydantic_problems(exc: ValidationError, data: Any, source: str) -> list[Pro
         message = err["msg"]
         if err["type"] == "union_tag_invalid":
             tag = err.get("input", {}).get("type") if isinstance(err.get("input"), dict) else None
-            later = " (control flow comes in a later release)" if tag in CONTROL_FLOW_TYPES else ""
+            later = " (it comes in a later release)" if tag in LATER_STEP_TYPES else ""
             message = f"unknown step type {tag!r}{later}; expected one of {', '.join(STEP_TYPES)}"
             path += ".type"
         elif err["type"] == "union_tag_not_found":
@@ -118,6 +129,56 @@ def _pydantic_problems(exc: ValidationError, data: Any, source: str) -> list[Pro
             path += ".type"
         problems.append(Problem(source, path, message))
     return problems
+
+
+def definition_bytes(data: Any) -> int:
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _too_deep(data: Any) -> str | None:
+    """JSON path of the first value nested deeper than MAX_DEFINITION_DEPTH, else None.
+
+    Iterative on purpose: the recursive checks that follow are what deep nesting would break.
+    """
+    keys: list[str | int] = []
+    stack = [_children(data)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            if keys:
+                keys.pop()
+            continue
+        key, child = entry
+        if isinstance(child, dict | list):
+            keys.append(key)
+            if len(keys) >= MAX_DEFINITION_DEPTH:
+                return "$" + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys)
+            stack.append(_children(child))
+    return None
+
+
+def _children(value: Any) -> Iterator[tuple[Any, Any]]:
+    if isinstance(value, dict):
+        return iter(value.items())
+    if isinstance(value, list):
+        return enumerate(value)
+    return iter(())
+
+
+def _size_problems(data: dict[str, Any], source: str) -> list[Problem]:
+    where = _too_deep(data)
+    if where is not None:
+        return [Problem(source, where, f"nests deeper than {MAX_DEFINITION_DEPTH} levels")]
+    size = definition_bytes(data)
+    if size > MAX_DEFINITION_BYTES:
+        message = (
+            f"the definition is {size:,} bytes as JSON, over the {MAX_DEFINITION_BYTES:,}-byte "
+            f"limit"
+        )
+        raise DefinitionTooLarge([Problem(source, "$", message)])
+    return []
 
 
 def validate_definition(
@@ -129,6 +190,9 @@ def validate_definition(
 ) -> LoadedDefinition:
     if not isinstance(data, dict):
         raise DefinitionError([Problem(source, "$", "a definition must be a JSON object")])
+    problems = _size_problems(data, source)
+    if problems:
+        raise DefinitionError(problems)
     try:
         defn = WorkflowDefinition.model_validate(data)
     except ValidationError as exc:

@@ -8,6 +8,8 @@ Unknown fields are kept (extra="allow") and reported as warnings by the loader.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -166,6 +168,16 @@ class WebhookConfig(_Model):
         return _move_alias(data, "payload", "json", "body")
 
 
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block of steps inside a control step."""
+
+    key: str  # JSON path from the step: "config.steps", "config.branches.weather", …
+    steps: list[Any]
+    label: str = ""  # parallel branch name / switch case name, used in record paths
+    variables: tuple[str, ...] = ()  # reference roots the block adds (foreach item/index)
+
+
 class _StepBase(_Model):
     id: str = Field(pattern=STEP_ID_PATTERN, max_length=100)
     error_mode: ErrorMode | None = None
@@ -185,6 +197,10 @@ class _StepBase(_Model):
         if isinstance(data, dict) and isinstance(data.get("outputs"), str):
             data = {**data, "outputs": [data["outputs"]]}
         return data
+
+    def blocks(self) -> list[BlockSpec]:
+        """The blocks of steps this step holds (none for a leaf step)."""
+        return []
 
 
 class LlmStep(_StepBase):
@@ -212,13 +228,189 @@ class WebhookStep(_StepBase):
     config: WebhookConfig
 
 
+# --- control flow: steps that hold blocks of steps ----------------------------------------------
+
+BLOCK_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+Block = Annotated[list["Step"], Field(min_length=1)]
+
+
+class ParallelConfig(_Model):
+    branches: dict[str, Block] = Field(min_length=1)
+    # The first failing branch cancels the others (Step Functions' Parallel does the same).
+    fail_fast: bool = True
+    # any: the first branch to complete wins and the others are cancelled.
+    join: Literal["all", "any"] = "all"
+    error_mode: ErrorMode | None = None
+
+    @model_validator(mode="after")
+    def _branch_names(self) -> ParallelConfig:
+        bad = [name for name in self.branches if not _matches(BLOCK_NAME_PATTERN, name)]
+        if bad:
+            raise ValueError(f"branch names use letters, digits, _ and -: {', '.join(bad)}")
+        return self
+
+
+class ForeachConfig(_Model):
+    items: Any
+    as_: str = Field(default="item", alias="as", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    index_as: str = Field(default="index", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    steps: Block
+    # An int, or a reference resolving to one; 1 runs the items one after another.
+    max_concurrency: int | str = 4
+    # A count, or a percentage of the items ("10%").
+    tolerated_failures: int | str = 0
+    on_item_error: Literal["fail", "null", "drop"] = "fail"
+    output: Any = None
+    error_mode: ErrorMode | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ForeachConfig:
+        if isinstance(self.max_concurrency, int) and not 1 <= self.max_concurrency <= 100:
+            raise ValueError("max_concurrency is 1 to 100")
+        if isinstance(self.max_concurrency, str) and "${" not in self.max_concurrency:
+            raise ValueError("max_concurrency is a number or a ${reference} to one")
+        tolerated = self.tolerated_failures
+        if isinstance(tolerated, int) and tolerated < 0:
+            raise ValueError("tolerated_failures is a count >= 0 or a percentage like '10%'")
+        if isinstance(tolerated, str) and parse_tolerance(tolerated) is None:
+            raise ValueError("tolerated_failures is a count >= 0 or a percentage like '10%'")
+        if self.as_ == self.index_as:
+            raise ValueError("as and index_as must differ")
+        if self.as_ in RESERVED_ROOTS or self.index_as in RESERVED_ROOTS:
+            raise ValueError(f"as/index_as can't be {', '.join(RESERVED_ROOTS)}")
+        return self
+
+
+class SwitchCase(_Model):
+    when: str = Field(min_length=1)
+    steps: Block
+
+
+class SwitchConfig(_Model):
+    cases: list[SwitchCase] = Field(min_length=1)
+    default: list[Step] | None = None
+    error_mode: ErrorMode | None = None
+
+
+class LoopConfig(_Model):
+    steps: Block
+    until: str = Field(min_length=1)
+    max_iterations: int = Field(ge=1, le=100)
+    # How many iterations' outputs the record keeps (all by default; the bound is 100).
+    keep_last: int | None = Field(default=None, ge=1, le=100)
+    error_mode: ErrorMode | None = None
+
+
+class WaitConfig(_Model):
+    seconds: float | str | None = None
+    until: str | None = None
+    error_mode: ErrorMode | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> WaitConfig:
+        if (self.seconds is None) == (self.until is None):
+            raise ValueError("give exactly one of seconds or until")
+        if isinstance(self.seconds, int | float) and not 0 <= self.seconds <= 30 * 86400:
+            raise ValueError("seconds is 0 to 2592000 (30 days)")
+        return self
+
+
+class ParallelStep(_StepBase):
+    type: Literal["parallel"]
+    config: ParallelConfig
+
+    def blocks(self) -> list[BlockSpec]:
+        return [
+            BlockSpec(f"config.branches.{name}", steps, label=name)
+            for name, steps in self.config.branches.items()
+        ]
+
+
+class ForeachStep(_StepBase):
+    type: Literal["foreach"]
+    config: ForeachConfig
+
+    def blocks(self) -> list[BlockSpec]:
+        names = (self.config.as_, self.config.index_as)
+        return [BlockSpec("config.steps", self.config.steps, variables=names)]
+
+
+class SwitchStep(_StepBase):
+    type: Literal["switch"]
+    config: SwitchConfig
+
+    def blocks(self) -> list[BlockSpec]:
+        found = [
+            BlockSpec(f"config.cases[{i}].steps", case.steps, label=f"case{i}")
+            for i, case in enumerate(self.config.cases)
+        ]
+        if self.config.default:
+            found.append(BlockSpec("config.default", self.config.default, label="default"))
+        return found
+
+
+class LoopStep(_StepBase):
+    type: Literal["loop"]
+    config: LoopConfig
+
+    def blocks(self) -> list[BlockSpec]:
+        return [BlockSpec("config.steps", self.config.steps)]
+
+
+class WaitStep(_StepBase):
+    type: Literal["wait"]
+    config: WaitConfig
+
+
 Step = Annotated[
-    LlmStep | ExternalApiStep | TransformStep | HttpStep | WebhookStep,
+    LlmStep
+    | ExternalApiStep
+    | TransformStep
+    | HttpStep
+    | WebhookStep
+    | ParallelStep
+    | ForeachStep
+    | SwitchStep
+    | LoopStep
+    | WaitStep,
     Field(discriminator="type"),
 ]
-STEP_TYPES = ("llm", "external_api", "transform", "http", "webhook")
+for _model in (ParallelConfig, ForeachConfig, SwitchCase, SwitchConfig, LoopConfig):
+    _model.model_rebuild()
+
+STEP_TYPES = (
+    "llm",
+    "external_api",
+    "transform",
+    "http",
+    "webhook",
+    "parallel",
+    "foreach",
+    "switch",
+    "loop",
+    "wait",
+)
 ACTIVITY_STEP_TYPES = frozenset({"llm", "external_api", "http", "webhook"})
-CONTROL_FLOW_TYPES = ("parallel", "foreach", "switch", "wait", "wait_for_signal", "sub_workflow")
+CONTROL_STEP_TYPES = frozenset({"parallel", "foreach", "switch", "loop", "wait"})
+# Named in the DSL's design but not built yet: the loader says so instead of "unknown type".
+LATER_STEP_TYPES = ("approval", "wait_for_event", "wait_for_signal", "sub_workflow")
+# Reference roots a foreach's `as`/`index_as` may not shadow.
+RESERVED_ROOTS = ("input", "steps", "context")
+
+
+def parse_tolerance(value: str) -> float | None:
+    """'10%' → 0.1 (a share of the items); '3' → 3.0 (a count); None when neither."""
+    text = value.strip()
+    if text.endswith("%"):
+        number = text[:-1].strip()
+        if number.replace(".", "", 1).isdigit() and float(number) <= 100:
+            return float(number) / 100
+        return None
+    return float(text) if text.isdigit() else None
+
+
+def _matches(pattern: str, text: str) -> bool:
+    return re.fullmatch(pattern, text) is not None
 
 
 class WorkflowDefinition(_Model):

@@ -22,11 +22,16 @@ from workflow_defs.prompts import PromptError, check_placeholders, expand_includ
 from workflow_defs.references import ROOTS, ReferenceSyntaxError, find_references, parse_path
 from workflow_defs.schema import (
     ExternalApiStep,
+    ForeachStep,
     LlmStep,
+    LoopStep,
+    SwitchStep,
     TransformStep,
+    WaitStep,
     WorkflowDefinition,
 )
 from workflow_defs.transforms import check_transform_config
+from workflow_defs.tree import block_ids, exported_ids, walk_steps
 
 Problem = tuple[str, str]
 # Transform config keys that hold their own template/condition language, not references.
@@ -87,7 +92,6 @@ def check_definition(
     errors: list[Problem] = []
     warnings: list[Problem] = []
     prompts: dict[str, str] = {}
-    seen: dict[str, int] = {}
     input_names = {spec.name for spec in defn.inputs}
     schema_props = set((defn.input_schema or {}).get("properties", {}) or {})
     declared_inputs = input_names | schema_props
@@ -103,21 +107,16 @@ def check_definition(
 
     def check_path(raw: str, path: list[Any], where: str, earlier: dict[str, Any]) -> None:
         root = path[0]
+        if root in block_variables:
+            return
         if root not in ROOTS:
-            errors.append(
-                (where, f"{raw}: unknown reference root {root!r} (use input, steps or context)")
-            )
+            roots = ", ".join([*ROOTS, *sorted(block_variables)])
+            errors.append((where, f"{raw}: unknown reference root {root!r} (use {roots})"))
         elif root == "steps":
             if len(path) < 2 or not isinstance(path[1], str):
                 errors.append((where, f"{raw}: name a step, e.g. ${{steps.<id>.output}}"))
             elif path[1] not in earlier:
-                later = path[1] in all_ids
-                errors.append(
-                    (
-                        where,
-                        f"{raw}: step {path[1]!r} " + ("runs later" if later else "does not exist"),
-                    )
-                )
+                errors.append((where, f"{raw}: step {path[1]!r} {unreachable(path[1])}"))
             elif len(path) > 2 and isinstance(path[2], str):
                 check_output_key(earlier[path[1]], path[2], where)
         elif (
@@ -137,7 +136,9 @@ def check_definition(
         if warning not in warnings:
             warnings.append(warning)
 
-    def check_prompt_refs(text: str, variables: dict[str, Any], where: str) -> None:
+    def check_prompt_refs(
+        text: str, variables: dict[str, Any], where: str, earlier: dict[str, Any]
+    ) -> None:
         # Placeholders that are references (not variables) must name earlier steps too.
         for raw in placeholders(text):
             try:
@@ -156,38 +157,63 @@ def check_definition(
         prompts[relative] = text
         return text
 
-    all_ids = {step.id for step in defn.steps}
-    earlier: dict[str, Any] = {}  # step id → step, for the steps before the one being checked
-    for index, step in enumerate(defn.steps):
-        base = f"$.steps[{index}]"
-        if step.id in seen:
-            errors.append(
-                (f"{base}.id", f"duplicate step id {step.id!r} (first at $.steps[{seen[step.id]}])")
+    located = list(walk_steps(defn.steps))
+    by_id: dict[str, Any] = {}
+    for loc in located:
+        by_id.setdefault(loc.step.id, loc.step)
+    all_ids = set(by_id)
+    holder = {loc.step.id: loc.parent for loc in located if loc.parent is not None}
+
+    def unreachable(step_id: str) -> str:
+        if step_id not in all_ids:
+            return "does not exist"
+        if step_id in holder:
+            return (
+                f"is inside {holder[step_id]!r}, whose inner steps are only visible within it; "
+                f"use ${{steps.{holder[step_id]}.output}}"
             )
-        seen.setdefault(step.id, index)
+        return "runs later"
+
+    first_at: dict[str, str] = {}
+    block_variables: frozenset[str] = frozenset()
+
+    def check_condition(text: str, where: str, earlier: dict[str, Any]) -> None:
+        try:
+            for path in compile_condition(text).paths():
+                check_path(f"condition: {text}", path, where, earlier)
+        except ExpressionError as exc:
+            errors.append((where, str(exc)))
+
+    for loc in located:
+        step, base = loc.step, loc.json_path
+        block_variables = loc.variables
+        earlier = {step_id: by_id[step_id] for step_id in loc.visible}
+        if step.id in first_at:
+            errors.append(
+                (f"{base}.id", f"duplicate step id {step.id!r} (first at {first_at[step.id]})")
+            )
+        first_at.setdefault(step.id, base)
         if step.when is not None:
-            try:
-                for path in compile_condition(step.when).paths():
-                    check_path(f"when: {step.when}", path, f"{base}.when", earlier)
-            except ExpressionError as exc:
-                errors.append((f"{base}.when", str(exc)))
+            check_condition(step.when, f"{base}.when", earlier)
         if isinstance(step, LlmStep):
             cfg = step.config
+            # A foreach's item/index names read in a prompt like variables of the step.
+            known_names = {**dict.fromkeys(block_variables), **cfg.variables}
             check_refs(cfg.variables, f"{base}.config.variables", earlier)
             for field in ("prompt_template", "system_prompt_template"):
                 relative = getattr(cfg, field)
                 if relative is not None:
                     text = load_prompt(relative, f"{base}.config.{field}")
                     if text is not None:
-                        for msg in check_placeholders(text, cfg.variables):
+                        for msg in check_placeholders(text, known_names):
                             errors.append((f"{base}.config.{field}", f"{relative}: {msg}"))
-                        check_prompt_refs(text, cfg.variables, f"{base}.config.{field}")
+                        check_prompt_refs(text, cfg.variables, f"{base}.config.{field}", earlier)
             for field in ("prompt_text", "system_prompt"):
                 text = getattr(cfg, field)
                 if text is not None:
-                    for msg in check_placeholders(text, cfg.variables):
+                    for msg in check_placeholders(text, known_names):
                         errors.append((f"{base}.config.{field}", msg))
-                    check_prompt_refs(text, cfg.variables, f"{base}.config.{field}")
+                    check_prompt_refs(text, cfg.variables, f"{base}.config.{field}", earlier)
         elif isinstance(step, ExternalApiStep):
             cfg_api = step.config
             if has_service is not None and not has_service(cfg_api.service, cfg_api.operation):
@@ -211,12 +237,42 @@ def check_definition(
                 )
             check_refs(cfg_t.input, f"{base}.config.input", earlier)
             check_refs(transform_resolvable_config(cfg_t.config), f"{base}.config.config", earlier)
-        else:
+        elif isinstance(step, ForeachStep):
+            cfg_f = step.config
+            check_refs(cfg_f.items, f"{base}.config.items", earlier)
+            check_refs(cfg_f.max_concurrency, f"{base}.config.max_concurrency", earlier)
+            if cfg_f.output is not None:
+                # Evaluated per item, after the item's steps ran.
+                block_variables = loc.variables | {cfg_f.as_, cfg_f.index_as}
+                inner = {i: by_id[i] for i in block_ids(step)}
+                check_refs(cfg_f.output, f"{base}.config.output", {**earlier, **inner})
+        elif isinstance(step, SwitchStep):
+            for i, case in enumerate(step.config.cases):
+                check_condition(case.when, f"{base}.config.cases[{i}].when", earlier)
+        elif isinstance(step, LoopStep):
+            # `until` is read after each iteration: it sees that iteration's steps too.
+            inner = {i: by_id[i] for i in block_ids(step)}
+            check_condition(step.config.until, f"{base}.config.until", {**earlier, **inner})
+        elif isinstance(step, WaitStep):
+            check_refs(step.config.seconds, f"{base}.config.seconds", earlier)
+            check_refs(step.config.until, f"{base}.config.until", earlier)
+        elif not step.blocks():
             check_refs(step.config.model_dump(by_alias=True), f"{base}.config", earlier)
-        earlier.setdefault(step.id, step)
+    block_variables = frozenset()
+    earlier = {i: by_id[i] for i in top_level_visible(defn.steps)}
     if defn.output is not None:
         check_refs(defn.output, "$.output", earlier)
     return errors, warnings, prompts
+
+
+def top_level_visible(steps: list[Any]) -> set[str]:
+    """What the definition's `output` may reference: every top-level step and what a parallel
+    exports."""
+    visible: set[str] = set()
+    for step in steps:
+        visible.add(step.id)
+        visible |= exported_ids(step)
+    return visible
 
 
 def extra_field_warnings(value: Any, path: str = "$") -> list[Problem]:
@@ -232,4 +288,8 @@ def extra_field_warnings(value: Any, path: str = "$") -> list[Problem]:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             found.extend(extra_field_warnings(item, f"{path}[{i}]"))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, BaseModel | list):
+                found.extend(extra_field_warnings(item, f"{path}.{key}"))
     return found

@@ -1,0 +1,469 @@
+"""Control flow on the step tree: parallel, foreach, switch, loop and wait, on the real dev
+server, with the LLM provider faked at the wire level (it counts calls in flight)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+
+from core.contracts import JobResult
+from core.settings import Settings
+from tests import harness
+from tests.fakes.http_server import FakeHTTPServer, Request, Response
+from tests.fakes.llm_wire import openai_chat_body, openai_error
+
+CHAT = "/openrouter/api/v1/chat/completions"
+
+
+class FakeLLM:
+    """Answers `echo:<text>` prompts with <text>; `fail` prompts with a 400; `slow` ones late.
+    Counts calls in flight, so a concurrency cap can be observed."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.in_flight = 0
+        self.peak = 0
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, req: Request) -> Response:
+        prompt = req.json()["messages"][-1]["content"]
+        with self._lock:
+            self.in_flight += 1
+            self.calls += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            delay = 3.0 if "slow" in prompt else self.delay
+            time.sleep(delay)
+            if "fail" in prompt:
+                return openai_error(400, "refused")
+            reply = prompt.split("echo:", 1)[-1].strip()
+            return Response(200, openai_chat_body(reply))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def llm(step_id: str, prompt: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "type": "llm",
+        "config": {"model": "openai/gpt-4o-mini", "prompt_text": prompt, "max_tokens": 20},
+        **extra,
+    }
+
+
+def workflow(*steps: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"name": "flow", "version": "1.0.0", "steps": list(steps), **extra}
+
+
+async def run(
+    client: Client, settings: Settings, engine: Engine, defn: dict[str, Any], **input_data: Any
+) -> JobResult:
+    async with harness.running_worker(client, settings, engine):
+        return await harness.run(client, settings, harness.load(defn, settings), input_data)
+
+
+async def run_failing(
+    client: Client, settings: Settings, engine: Engine, defn: dict[str, Any], **input_data: Any
+) -> tuple[Any, dict[str, Any]]:
+    async with harness.running_worker(client, settings, engine):
+        handle, failure = await harness.run_failing(
+            client, settings, harness.load(defn, settings), input_data
+        )
+        result = await handle.describe()
+    return result, failure.cause.details[0]  # type: ignore[attr-defined]
+
+
+def by_path(result: JobResult) -> dict[str, Any]:
+    return {r.path: r for r in result.metadata.steps}
+
+
+@pytest.fixture
+def fake_llm(upstream: FakeHTTPServer) -> FakeLLM:
+    answers = FakeLLM(delay=0.3)
+    upstream.route("POST", CHAT, answers)
+    return answers
+
+
+async def test_parallel_runs_branches_at_once_and_keeps_branch_steps_referable(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: FakeLLM
+) -> None:
+    defn = workflow(
+        {
+            "id": "checks",
+            "type": "parallel",
+            "config": {
+                "branches": {
+                    "weather": [llm("sky", "echo: sunny")],
+                    "places": [llm("park", "echo: green park"), llm("cafe", "echo: cafe")],
+                }
+            },
+        },
+        {
+            "id": "both",
+            "type": "transform",
+            "config": {
+                "operation": "coalesce",
+                "config": {"values": ["${steps.park.content} and ${steps.sky.content}"]},
+            },
+        },
+    )
+    result = await run(temporal_client, settings, engine, defn)
+    records = by_path(result)
+    assert result.status == "completed"
+    assert result.output == "green park and sunny"
+    checks = records["checks"]
+    assert checks.output["weather"]["content"] == "sunny"
+    assert checks.output["places"]["content"] == "cafe"  # a branch's output is its last step's
+    assert records["checks.places.park"].parent == "checks"
+    assert fake_llm.peak == 2  # one call per branch at a time, both branches at once
+    assert checks.summary == {
+        "branches": ["weather", "places"],
+        "completed": ["weather", "places"],
+        "cancelled": [],
+    }
+    inner = [r for r in result.metadata.steps if r.parent == "checks"]
+    assert checks.tokens == sum(r.tokens for r in inner) > 0
+    assert result.metadata.total_tokens == checks.tokens  # counted once, not twice
+
+
+async def test_parallel_fail_fast_cancels_the_other_branches(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: FakeLLM
+) -> None:
+    defn = workflow(
+        {
+            "id": "checks",
+            "type": "parallel",
+            "config": {
+                "branches": {
+                    "slow": [llm("wait_long", "echo: slow answer")],
+                    "bad": [llm("refused", "echo: fail now")],
+                }
+            },
+        }
+    )
+    started = time.monotonic()
+    desc, error = await run_failing(temporal_client, settings, engine, defn)
+    assert time.monotonic() - started < 3.0  # did not wait for the slow branch
+    assert desc.status == WorkflowExecutionStatus.FAILED
+    assert error["step_id"] == "checks.bad.refused" and error["type"] == "UPSTREAM_REJECTED"
+
+
+async def test_parallel_join_any_takes_the_first_branch(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: FakeLLM
+) -> None:
+    defn = workflow(
+        {
+            "id": "race",
+            "type": "parallel",
+            "config": {
+                "join": "any",
+                "branches": {
+                    "slow": [llm("tortoise", "echo: slow")],
+                    "fast": [llm("hare", "echo: quick")],
+                },
+            },
+        }
+    )
+    result = await run(temporal_client, settings, engine, defn)
+    race = by_path(result)["race"]
+    assert list(race.output) == ["fast"] and race.summary["winner"] == "fast"
+    assert by_path(result)["race.slow.tortoise"].status == "cancelled"
+
+
+async def test_foreach_caps_concurrency_keeps_item_order_and_adds_tokens_up(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: FakeLLM
+) -> None:
+    defn = workflow(
+        {
+            "id": "enrich",
+            "type": "foreach",
+            "config": {
+                "items": "${input.places}",
+                "as": "place",
+                "max_concurrency": 2,
+                "steps": [llm("summarize", "echo: ${place} #${index}")],
+                "output": "${steps.summarize.content}",
+            },
+        }
+    )
+    places = ["a", "b", "c", "d", "e", "f"]
+    result = await run(temporal_client, settings, engine, defn, places=places)
+    assert result.output == [f"{p} #{i}" for i, p in enumerate(places)]
+    assert fake_llm.peak == 2
+    records = by_path(result)
+    assert records["enrich[3].summarize"].parent == "enrich"
+    leaves = [r for r in result.metadata.steps if r.type == "llm"]
+    assert len(leaves) == 6
+    assert records["enrich"].tokens == sum(r.tokens for r in leaves) == result.metadata.total_tokens
+    assert records["enrich"].summary["completed"] == 6
+
+
+@pytest.mark.parametrize(("bad", "ends"), [(1, "completed"), (2, "failed")])
+async def test_foreach_tolerated_failures_threshold(
+    temporal_client: Client,
+    settings: Settings,
+    engine: Engine,
+    fake_llm: FakeLLM,
+    bad: int,
+    ends: str,
+) -> None:
+    defn = workflow(
+        {
+            "id": "enrich",
+            "type": "foreach",
+            "config": {
+                "items": "${input.items}",
+                "tolerated_failures": 1,
+                "steps": [llm("ask", "echo: ${item}")],
+                "output": "${steps.ask.content}",
+            },
+        }
+    )
+    items = ["x", "y", "z", "w"]
+    items[:bad] = ["fail"] * bad
+    if ends == "completed":
+        result = await run(temporal_client, settings, engine, defn, items=items)
+        assert result.output == [None, "y", "z", "w"]
+        assert by_path(result)["enrich"].summary["failed"] == [0]
+    else:
+        _, error = await run_failing(temporal_client, settings, engine, defn, items=items)
+        assert "2 of 4 items failed (tolerated: 1)" in error["message"]
+
+
+async def test_foreach_drop_leaves_failed_items_out(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: FakeLLM
+) -> None:
+    defn = workflow(
+        {
+            "id": "enrich",
+            "type": "foreach",
+            "config": {
+                "items": ["ok-1", "fail", "ok-2"],
+                "on_item_error": "drop",
+                "steps": [llm("ask", "echo: ${item}")],
+                "output": "${steps.ask.content}",
+            },
+        }
+    )
+    result = await run(temporal_client, settings, engine, defn)
+    assert result.output == ["ok-1", "ok-2"]
+
+
+async def test_switch_takes_the_first_matching_case_else_default_else_fails(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: FakeLLM
+) -> None:
+    route = {
+        "id": "route",
+        "type": "switch",
+        "config": {
+            "cases": [
+                {"when": "input.kind == 'billing'", "steps": [llm("refund", "echo: refund")]},
+                {
+                    "when": "input.kind == 'bug' or input.kind == 'crash'",
+                    "steps": [llm("triage", "echo: triage")],
+                },
+            ],
+            "default": [llm("generic", "echo: thanks")],
+        },
+    }
+    results = {
+        kind: await run(temporal_client, settings, engine, workflow(route), kind=kind)
+        for kind in ("billing", "crash", "other")
+    }
+    assert results["billing"].output["content"] == "refund"
+    assert by_path(results["billing"])["route"].summary["case"] == "case0"
+    assert by_path(results["crash"])["route.triage"].parent == "route"
+    assert by_path(results["other"])["route"].summary == {"case": "default"}
+    no_default = {**route, "config": {**route["config"], "default": None}}
+    _, error = await run_failing(
+        temporal_client, settings, engine, workflow(no_default), kind="other"
+    )
+    assert "no case matched" in error["message"] and error["step_id"] == "route"
+
+
+async def test_loop_runs_until_its_condition_holds(
+    temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    scores = iter([4, 6, 9, 10])
+    upstream.route(
+        "POST",
+        CHAT,
+        lambda req: Response(200, openai_chat_body(json.dumps({"score": next(scores)}))),
+    )
+    critique = llm("critique", "Rate the draft.", config_extra=None)
+    critique["config"]["response_format"] = "json"
+    del critique["config_extra"]
+    defn = workflow(
+        {
+            "id": "refine",
+            "type": "loop",
+            "config": {
+                "steps": [critique],
+                "until": "steps.critique.data.score >= 8",
+                "max_iterations": 5,
+            },
+        }
+    )
+    result = await run(temporal_client, settings, engine, defn)
+    refine = by_path(result)["refine"]
+    assert refine.summary["iterations"] == 3 and refine.summary["until_met"] is True
+    assert [o["data"]["score"] for o in refine.summary["outputs"]] == [4, 6, 9]
+    assert {"refine#1.critique", "refine#2.critique", "refine#3.critique"} <= set(by_path(result))
+    assert result.output["data"]["score"] == 9
+
+
+async def test_wait_sleeps_durably_and_the_deadline_bounds_it(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    short = workflow({"id": "pause", "type": "wait", "config": {"seconds": 1}})
+    started = time.monotonic()
+    result = await run(temporal_client, settings, engine, short)
+    assert result.output == {"waited_seconds": 1.0} and time.monotonic() - started >= 1.0
+    past = workflow({"id": "pause", "type": "wait", "config": {"until": "2020-01-01T00:00:00Z"}})
+    assert (await run(temporal_client, settings, engine, past)).output == {"waited_seconds": 0.0}
+    too_long = workflow(
+        {"id": "pause", "type": "wait", "config": {"seconds": 60}}, timeout_seconds=1
+    )
+    _, error = await run_failing(temporal_client, settings, engine, too_long)
+    assert error["type"] == "WORKFLOW_TIMEOUT" and error["step_id"] == "pause"
+
+
+async def test_a_control_step_tolerates_its_failure_under_continue(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: FakeLLM
+) -> None:
+    defn = workflow(
+        {
+            "id": "checks",
+            "type": "parallel",
+            "error_mode": "continue",
+            "default": {"fallback": True},
+            "config": {"branches": {"bad": [llm("refused", "echo: fail")]}},
+        },
+        llm("after", "echo: went on"),
+    )
+    result = await run(temporal_client, settings, engine, defn)
+    records = by_path(result)
+    assert records["checks"].status == "failed" and records["checks"].output == {"fallback": True}
+    assert result.output["content"] == "went on"
+
+
+async def test_cancelling_the_job_cancels_every_running_branch(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: FakeLLM
+) -> None:
+    defn = workflow(
+        {
+            "id": "checks",
+            "type": "parallel",
+            "config": {
+                "branches": {
+                    "one": [llm("a", "echo: slow one")],
+                    "two": [llm("b", "echo: slow two")],
+                }
+            },
+        }
+    )
+    async with harness.running_worker(temporal_client, settings, engine):
+        handle = await harness.start(temporal_client, settings, harness.load(defn, settings))
+        deadline = asyncio.get_running_loop().time() + 10
+        while fake_llm.in_flight < 2:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        desc = await handle.describe()
+    assert desc.status == WorkflowExecutionStatus.CANCELED
+
+
+# --- load-time checks of the tree ---------------------------------------------------------------
+
+
+def problems_of(settings: Settings, defn: dict[str, Any]) -> list[tuple[str, str]]:
+    from workflow_defs.loader import DefinitionError
+
+    try:
+        harness.load(defn, settings)
+    except DefinitionError as exc:
+        return [(p.path, p.message) for p in exc.problems]
+    return []
+
+
+def test_errors_point_into_nested_blocks(settings: Settings) -> None:
+    defn = workflow(
+        {
+            "id": "checks",
+            "type": "parallel",
+            "config": {
+                "branches": {
+                    "weather": [
+                        {
+                            "id": "fetch",
+                            "type": "external_api",
+                            "config": {"service": "nope", "operation": "current"},
+                        }
+                    ]
+                }
+            },
+        }
+    )
+    [(path, message)] = problems_of(settings, defn)
+    assert path == "$.steps[0].config.branches.weather[0].config"
+    assert "unknown service/operation nope.current" in message
+
+
+def test_block_scoping_rules(settings: Settings) -> None:
+    each = {
+        "id": "enrich",
+        "type": "foreach",
+        "config": {"items": "${input.xs}", "steps": [llm("inner", "echo: ${item}")]},
+    }
+    branches = {
+        "id": "checks",
+        "type": "parallel",
+        "config": {"branches": {"a": [llm("branch_step", "echo: a")]}},
+    }
+    # A parallel's branch steps stay referable by id; a foreach's do not; `item` only inside.
+    ok = workflow(branches, llm("after", "echo: ${steps.branch_step.content}"))
+    assert problems_of(settings, ok) == []
+    hidden = workflow(each, llm("after", "echo: ${steps.inner.content}"))
+    [(path, message)] = problems_of(settings, hidden)
+    assert path == "$.steps[1].config.prompt_text" and "inside 'enrich'" in message
+    outside = workflow(each, llm("after", "echo: ${item}"))
+    assert "neither a variable" in problems_of(settings, outside)[0][1]
+    duplicate = workflow(each, llm("inner", "echo: again"))
+    assert problems_of(settings, duplicate)[0][0] == "$.steps[1].id"
+
+
+def test_control_step_config_is_checked(settings: Settings) -> None:
+    bad = workflow(
+        {"id": "pause", "type": "wait", "config": {"seconds": 1, "until": "2030-01-01T00:00:00Z"}},
+        {
+            "id": "loop",
+            "type": "loop",
+            "config": {"steps": [llm("x", "echo: x")], "until": "x ==", "max_iterations": 3},
+        },
+        {
+            "id": "each",
+            "type": "foreach",
+            "config": {"items": [], "steps": [llm("y", "echo: y")], "tolerated_failures": "lots"},
+        },
+    )
+    paths = {path for path, _ in problems_of(settings, bad)}
+    assert {"$.steps[0].config", "$.steps[2].config"} <= paths
+    bad_until = workflow(
+        {
+            "id": "loop",
+            "type": "loop",
+            "config": {"steps": [llm("x", "echo: x")], "until": "x ==", "max_iterations": 3},
+        },
+    )
+    assert problems_of(settings, bad_until)[0][0] == "$.steps[0].config.until"

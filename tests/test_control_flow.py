@@ -467,3 +467,54 @@ def test_control_step_config_is_checked(settings: Settings) -> None:
         },
     )
     assert problems_of(settings, bad_until)[0][0] == "$.steps[0].config.until"
+
+
+def test_graph_draws_blocks_as_subgraphs() -> None:
+    from api.workflow_graph import mermaid_flowchart
+    from workflow_defs.schema import WorkflowDefinition
+
+    leaf = lambda i: {
+        "id": i,
+        "type": "transform",
+        "config": {"operation": "pick", "config": {"keys": ["a"]}},
+    }  # noqa: E731
+    defn = WorkflowDefinition.model_validate(
+        workflow(
+            {
+                "id": "p",
+                "type": "parallel",
+                "config": {"branches": {"w": [leaf("b")], "q": [leaf("c")]}},
+            },
+            {
+                "id": "sw",
+                "type": "switch",
+                "config": {
+                    "cases": [{"when": "input.k == 1", "steps": [leaf("e")]}],
+                    "default": [leaf("f")],
+                },
+            },
+            {
+                "id": "lp",
+                "type": "loop",
+                "config": {"steps": [leaf("g")], "until": "input.k == 2", "max_iterations": 3},
+            },
+            {"id": "w8", "type": "wait", "config": {"seconds": 5}},
+        )
+    )
+    source = mermaid_flowchart(defn)
+    assert '    s0{{"p (parallel)"}}' in source and 'subgraph s0_0g["w"]' in source
+    assert "    s0 --> s0_0_0" in source and "    s0 --> s0_1_0" in source
+    assert '    s1 -.->|"when: input.k == 1"| s1_0_0' in source
+    assert '    s1 -.->|"default"| s1_1_0' in source
+    assert '    s2_0_0 -.->|"until input.k == 2"| s2' in source and "    s2 --> s3" in source
+    assert '    s3>"w8 (wait)' in source
+    assert source.count("subgraph") == source.count("\n    end\n") + source.count("\n        end\n")
+
+
+def test_the_dsl_json_schema_recurses_into_blocks() -> None:
+    from workflow_defs.schema import WorkflowDefinition
+
+    schema = WorkflowDefinition.model_json_schema(by_alias=True)
+    branches = schema["$defs"]["ParallelConfig"]["properties"]["branches"]
+    mapping = branches["additionalProperties"]["items"]["discriminator"]["mapping"]
+    assert {"llm", "parallel", "foreach", "switch", "loop", "wait"} <= set(mapping)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -518,3 +520,75 @@ def test_the_dsl_json_schema_recurses_into_blocks() -> None:
     branches = schema["$defs"]["ParallelConfig"]["properties"]["branches"]
     mapping = branches["additionalProperties"]["items"]["discriminator"]["mapping"]
     assert {"llm", "parallel", "foreach", "switch", "loop", "wait"} <= set(mapping)
+
+
+# --- committed histories of runs that use each control step -------------------------------------
+
+HISTORIES = Path(__file__).parent / "histories"
+TREE = workflow(
+    {
+        "id": "checks",
+        "type": "parallel",
+        "config": {"branches": {"a": [llm("a1", "echo: x")], "b": [llm("b1", "echo: y")]}},
+    },
+    {
+        "id": "enrich",
+        "type": "foreach",
+        "config": {
+            "items": ["p", "q", "r"],
+            "max_concurrency": 2,
+            "steps": [llm("s", "echo: ${item}")],
+        },
+    },
+    {
+        "id": "route",
+        "type": "switch",
+        "config": {
+            "cases": [{"when": "steps.a1.content == 'x'", "steps": [llm("r1", "echo: routed")]}]
+        },
+    },
+    {"id": "pause", "type": "wait", "config": {"seconds": 1}},
+    {
+        "id": "refine",
+        "type": "loop",
+        "config": {
+            "steps": [llm("c", "echo: again")],
+            "until": "steps.c.content == 'again'",
+            "max_iterations": 2,
+        },
+    },
+)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LLMFLOW_RECORD_HISTORIES"),
+    reason="set LLMFLOW_RECORD_HISTORIES=1 to re-record",
+)
+async def test_record_control_flow_histories(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: FakeLLM
+) -> None:
+    """A run through every control step, and a parallel cancelled mid-flight."""
+    async with harness.running_worker(temporal_client, settings, engine):
+        handle = await harness.start(temporal_client, settings, harness.load(TREE, settings))
+        assert (await handle.result()).status == "completed"
+        (HISTORIES / "control_flow_tree.json").write_text(
+            (await handle.fetch_history()).to_json() + "\n"
+        )
+        slow = workflow(
+            {
+                "id": "checks",
+                "type": "parallel",
+                "config": {
+                    "branches": {"one": [llm("a", "echo: slow")], "two": [llm("b", "echo: slow")]}
+                },
+            }
+        )
+        handle = await harness.start(temporal_client, settings, harness.load(slow, settings))
+        while fake_llm.in_flight < 2:
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        (HISTORIES / "control_flow_cancelled_parallel.json").write_text(
+            (await handle.fetch_history()).to_json() + "\n"
+        )

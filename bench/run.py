@@ -28,7 +28,7 @@ from typing import Any
 
 import temporalio
 
-from bench import cache, gateway, interpreter_vs_handwritten, scale
+from bench import cache, gateway, interpreter_vs_handwritten, parallel, scale
 from bench.common import Server, dev_server
 
 DEFAULT_OUT = Path(".llmflow/bench/latest.json")
@@ -47,6 +47,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     # Before the gateway: its submits leave queued workflows (no worker) on the server.
     "scale": Benchmark(scale.run, needs_server=True, time_limit_s=90),
     "gateway": Benchmark(gateway.run, needs_server=True, time_limit_s=90),
+    "parallel": Benchmark(parallel.run, needs_server=True, time_limit_s=90),
 }
 
 

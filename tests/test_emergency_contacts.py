@@ -3,6 +3,7 @@ version, run end to end on the dev server against wire-level WeatherAPI, Places 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,7 +110,16 @@ INPUT: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("which", ["seed", "shipped"])
+DEFINITIONS = {
+    "seed": SEED,
+    "shipped": Path(__file__).resolve().parents[1] / "workflow_defs" / "emergency_contacts.json",
+    "parallel": Path(__file__).resolve().parents[1]
+    / "workflow_defs"
+    / "emergency_contacts_parallel.json",
+}
+
+
+@pytest.mark.parametrize("which", sorted(DEFINITIONS))
 async def test_emergency_contacts_runs_end_to_end(
     which: str,
     temporal_client: Client,
@@ -117,12 +127,24 @@ async def test_emergency_contacts_runs_end_to_end(
     engine: Engine,
     upstream: FakeHTTPServer,
 ) -> None:
+    if not DEFINITIONS[which].exists():
+        pytest.skip(f"{DEFINITIONS[which]} is not beside this checkout")
     route_upstream(upstream)
     services = load_services(settings.workflow_defs_dir / "services.json")
-    path = SEED if which == "seed" else settings.workflow_defs_dir / "emergency_contacts.json"
-    loaded = load_definition_file(path, prompts_dir=settings.prompts_dir, has_service=services.has)
+    loaded = load_definition_file(
+        DEFINITIONS[which], prompts_dir=settings.prompts_dir, has_service=services.has
+    )
     async with harness.running_worker(temporal_client, settings, engine):
-        result = await harness.run(temporal_client, settings, loaded, INPUT)
+        handle = await harness.start(temporal_client, settings, loaded, INPUT)
+        result = await handle.result()
+        history = await handle.fetch_history()
+    if which == "parallel":
+        # The four calls were all scheduled before the first one came back.
+        kinds = [e.WhichOneof("attributes") for e in history.events]
+        scheduled = "activity_task_scheduled_event_attributes"
+        first_done = kinds.index("activity_task_completed_event_attributes")
+        assert kinds[:first_done].count(scheduled) >= 4  # the "running" mirror write, too
+        assert loaded.version == "3.1.0"
 
     assert result.status == "completed"
     assert all(s.status == "completed" for s in result.steps.values()), result.steps

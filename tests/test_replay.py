@@ -26,6 +26,7 @@ from tests.fakes.http_server import FakeHTTPServer, Response
 from tests.fakes.llm_wire import openai_chat
 from tests.test_emergency_contacts import INPUT as EMERGENCY_INPUT
 from tests.test_emergency_contacts import route_upstream
+from tests.test_shipped_control_flow import nearby
 from worker.replay import load_history_file, replay
 from workflow_defs.catalog import load_catalog
 
@@ -36,6 +37,8 @@ SHIPPED_RUNS: dict[str, dict[str, Any]] = {
     "quickstart": {"topic": "durable execution"},
     "emergency_contacts": EMERGENCY_INPUT,
     "ticket_triage": {"message": "I was charged twice this month!", "plan": "pro"},
+    "place_briefs": {"lat": 37.77, "lng": -122.42, "max_places": 3},
+    "draft_refine": {"brief": "Invite the neighbours to a preparedness evening"},
 }
 
 
@@ -46,6 +49,22 @@ def route_for(name: str, upstream: FakeHTTPServer) -> None:
         )
     elif name == "emergency_contacts":
         route_upstream(upstream)
+    elif name == "place_briefs":
+        upstream.route("GET", "/maps/api/place/nearbysearch/json", nearby)
+        upstream.route(
+            "POST", CHAT, openai_chat(json.dumps({"fit": "high", "summary": "s", "caveat": ""}))
+        )
+    elif name == "draft_refine":
+        upstream.route(
+            "POST",
+            CHAT,
+            [
+                openai_chat("first draft"),
+                openai_chat(json.dumps({"score": 5, "feedback": "shorter"})),
+                openai_chat("second draft"),
+                openai_chat(json.dumps({"score": 9, "feedback": "good"})),
+            ],
+        )
     else:
         upstream.route(
             "POST",

@@ -354,7 +354,8 @@ class LoopStep(_StepBase):
     config: LoopConfig
 
     def blocks(self) -> list[BlockSpec]:
-        return [BlockSpec("config.steps", self.config.steps)]
+        # ${iteration} counts from 1; ${previous.<id>…} reads the last iteration's steps.
+        return [BlockSpec("config.steps", self.config.steps, variables=LOOP_VARIABLES)]
 
 
 class WaitStep(_StepBase):
@@ -394,6 +395,7 @@ ACTIVITY_STEP_TYPES = frozenset({"llm", "external_api", "http", "webhook"})
 CONTROL_STEP_TYPES = frozenset({"parallel", "foreach", "switch", "loop", "wait"})
 # Named in the DSL's design but not built yet: the loader says so instead of "unknown type".
 LATER_STEP_TYPES = ("approval", "wait_for_event", "wait_for_signal", "sub_workflow")
+LOOP_VARIABLES = ("iteration", "previous")
 # Reference roots a foreach's `as`/`index_as` may not shadow.
 RESERVED_ROOTS = ("input", "steps", "context")
 

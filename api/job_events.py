@@ -50,13 +50,21 @@ async def follow(
                 continue
             if state == "running" or (before == "pending" and state not in ("pending", "skipped")):
                 event_id += 1
-                yield sse("step", {"step_id": step_id, "phase": "started"}, event_id)
+                yield sse(
+                    "step", {"step_id": step_id, "path": step_id, "phase": "started"}, event_id
+                )
             if state not in ("pending", "running"):
                 event_id += 1
                 record = _record(view, step_id)
                 yield sse(
                     "step",
-                    {"step_id": step_id, "phase": "finished", "status": state, **record},
+                    {
+                        "step_id": step_id,
+                        "path": step_id,
+                        "phase": "finished",
+                        "status": state,
+                        **record,
+                    },
                     event_id,
                 )
             last_sent = time.monotonic()
@@ -81,12 +89,17 @@ def _step_statuses(view: JobView) -> dict[str, str]:
     if view.progress and view.progress.get("steps"):
         return dict(view.progress["steps"])
     records = (view.metadata or {}).get("steps") or []
-    return {r["id"]: r["status"] for r in records if isinstance(r, dict) and "id" in r}
+    return {_path(r): r["status"] for r in records if isinstance(r, dict) and "id" in r}
+
+
+def _path(record: dict[str, Any]) -> str:
+    # Steps are named by their path in the step tree (a top-level step's path is its id).
+    return str(record.get("path") or record["id"])
 
 
 def _record(view: JobView, step_id: str) -> dict[str, Any]:
     for record in (view.metadata or {}).get("steps") or []:
-        if isinstance(record, dict) and record.get("id") == step_id:
+        if isinstance(record, dict) and "id" in record and _path(record) == step_id:
             return {
                 k: record.get(k)
                 for k in ("attempts", "duration_ms", "error")

@@ -14,7 +14,12 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -322,6 +327,52 @@ async def cancel_job(job_id: str, *, temporal: TemporalLink, caller: Caller) -> 
     return status
 
 
+class Forbidden(PermissionError):
+    pass
+
+
+class Unprocessable(ValueError):
+    def __init__(self, message: str, problems: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+# How long an approval or event may wait for a worker to run the update's validator.
+UPDATE_RPC_TIMEOUT = timedelta(seconds=30)
+
+
+async def send_update(
+    job_id: str, name: str, arg: Any, *, temporal: TemporalLink, caller: Caller
+) -> Any:
+    """Deliver an approval (`approve`) or an event (`event`) to a waiting job; returns the
+    step's output. Refusals: Conflict (nothing waiting, job over), Forbidden (not an approver),
+    Unprocessable (breaks the step's schema)."""
+    desc, memo = await describe_job(job_id, temporal)
+    if not caller.owns(memo.get("owner")):
+        raise NotFound(f"job {job_id!r} not found")
+    status = TEMPORAL_STATUS.get(desc.status, "running") if desc.status else "running"
+    if status in TERMINAL_STATUSES:
+        raise Conflict(f"job {job_id!r} already {status}; nothing is waiting")
+    try:
+        client = await temporal.client()
+        handle = client.get_workflow_handle(job_id)
+        return await handle.execute_update(name, arg, rpc_timeout=UPDATE_RPC_TIMEOUT)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = getattr(cause, "message", None) or str(cause)
+        kind = getattr(cause, "type", None)
+        if kind == "FORBIDDEN":
+            raise Forbidden(message) from None
+        if kind == "INVALID_DECISION":
+            details = list(getattr(cause, "details", None) or [])
+            raise Unprocessable(message, details[0] if details else []) from None
+        raise Conflict(message) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict(f"job {job_id!r} is no longer running") from None
+        raise ServiceUnavailable(f"Temporal did not take the update: {exc.status.name}") from None
+
+
 @dataclass
 class BulkOutcome:
     acted_on: list[str]
@@ -526,6 +577,7 @@ def with_flat_fields(view: JobView) -> JobView:
     if view.duration_ms is None and metadata.get("duration_ms") is not None:
         view.duration_ms = int(metadata["duration_ms"])
     progress = view.progress or {}
+    view.waiting = progress.get("waiting") or []
     view.current_step_id = progress.get("current_step")
     view.current_step_name = progress.get("current_step_name") or view.current_step_id
     if view.status in TERMINAL_STATUSES:

@@ -153,6 +153,11 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     temporal: TemporalRef
+    waiting: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Steps waiting for a person or an event: "
+        "[{path, kind (approval|event), since, timeout_at, prompt, event, approvers}]",
+    )
     workflow_task_attempts: int | None = Field(
         default=None,
         description=(
@@ -199,6 +204,7 @@ class JobSummary(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     duration_ms: int | None = None
+    waiting_since: datetime | None = None
 
 
 class JobList(BaseModel):
@@ -213,6 +219,19 @@ class JobList(BaseModel):
     total: int = Field(default=0, description="How many jobs match the filters, over all pages.")
     limit: int = 50
     offset: int = 0
+
+
+class ApprovalBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"approved": True, "comment": "looks right", "data": {}}]},
+    )
+
+    approved: bool
+    comment: str | None = Field(default=None, max_length=2000)
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="Extra fields, checked against the step's `schema`."
+    )
 
 
 class BulkDelete(BaseModel):

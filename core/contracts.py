@@ -125,6 +125,36 @@ class JobResult(BaseModel):
         return {record.id: record for record in self.metadata.steps}
 
 
+class Waiting(BaseModel):
+    """A step that waits for a person or an outside event."""
+
+    path: str
+    kind: Literal["approval", "event"]
+    since: str
+    timeout_at: str | None = None
+    prompt: str | None = None  # approvals: what the approver is asked
+    event: str | None = None  # events: the name to POST to
+    approvers: list[str] = Field(default_factory=list)
+
+
+class ApprovalDecision(BaseModel):
+    """The `approve` update: a decision on the approval step at `path`."""
+
+    path: str
+    approved: bool
+    comment: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    decided_by: str  # the API key's name (never the key), or "temporal-cli"
+
+
+class EventDelivery(BaseModel):
+    """The `event` update: an outside event a wait_for_event step waits for."""
+
+    event: str
+    payload: Any = None
+    sent_by: str | None = None
+
+
 class Progress(BaseModel):
     current_step: str | None = None  # the most recently started of `running`
     current_step_name: str | None = None
@@ -134,6 +164,7 @@ class Progress(BaseModel):
     total_steps: int = 0
     status: JobStatus = "queued"
     steps: dict[str, StepStatus] = Field(default_factory=dict)  # by path
+    waiting: list[Waiting] = Field(default_factory=list)
 
 
 class MirrorUpdate(BaseModel):
@@ -149,6 +180,10 @@ class MirrorUpdate(BaseModel):
     output: Any = None
     error: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    # None: no change; True: the job waits since `waiting_since` (GET /jobs?waiting=true);
+    # False: it waits no more.
+    waiting: bool | None = None
+    waiting_since: str | None = None
 
 
 WEBHOOK_DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"

@@ -212,6 +212,10 @@ def _upsert_once(engine: Engine, update: MirrorUpdate) -> str:
         row.status = update.status
         row.run_id = update.run_id or row.run_id
         row.started_at = parse_time(update.started_at) or row.started_at
+        if update.status in TERMINAL_STATUSES or update.waiting is False:
+            row.waiting_since = None
+        elif update.waiting:
+            row.waiting_since = parse_time(update.waiting_since) or now
         if update.status in TERMINAL_STATUSES:
             row.completed_at = parse_time(update.completed_at) or now
             # Outputs come from LLMs and upstream services: store what every database accepts.
@@ -231,6 +235,7 @@ class JobFilter:
     """Which rows a job listing shows. `owner=None` means every owner (an admin key)."""
 
     statuses: tuple[str, ...] | None = None
+    waiting: bool = False
     workflow_name: str | None = None
     user_id: str | None = None
     owner: str | None = None
@@ -240,6 +245,8 @@ class JobFilter:
     def apply(self, query: Any) -> Any:
         if self.statuses:
             query = query.where(Job.status.in_(self.statuses))  # type: ignore[attr-defined]
+        if self.waiting:
+            query = query.where(Job.waiting_since.is_not(None))  # type: ignore[union-attr]
         if self.workflow_name:
             query = query.where(Job.workflow_name == self.workflow_name)
         if self.user_id:

@@ -30,9 +30,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from worker import job_effects as effects
 from worker.steps import HANDLERS
 from worker.steps.base import Scope, StepAt, StepFailed, StepOutcome
+from worker.steps.waits import Waits
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
+        ApprovalDecision,
+        EventDelivery,
         InterpreterInput,
         JobMetadata,
         JobResult,
@@ -63,10 +66,33 @@ class InterpreterWorkflow:
         self._progress = Progress()
         self._records: dict[str, StepRecord] = {}  # by path, in the order steps started
         self._children: dict[str, list[StepRecord]] = {}  # control step path → its records
+        self.waits = Waits()
 
     @workflow.query(name="progress")
     def progress(self) -> Progress:
         return self._progress
+
+    # Approvals and events are Updates: the validators refuse a bad one before it enters
+    # history, and the caller gets the step's output (or why not) back.
+    @workflow.update(name="approve")
+    def approve(self, decision: ApprovalDecision) -> dict[str, Any]:
+        return self.waits.decide(decision)
+
+    @approve.validator
+    def _validate_approve(self, decision: ApprovalDecision) -> None:
+        self.waits.validate_decision(decision)
+
+    @workflow.update(name="event")
+    def event(self, delivery: EventDelivery) -> Any:
+        return self.waits.deliver(delivery)
+
+    @event.validator
+    def _validate_event(self, delivery: EventDelivery) -> None:
+        self.waits.validate_event(delivery)
+
+    def waiting_changed(self) -> None:
+        self._progress.waiting = self.waits.listing()
+        workflow.set_current_details(self._details())
 
     @workflow.run
     async def run(self, inp: InterpreterInput) -> JobResult:
@@ -335,5 +361,10 @@ class InterpreterWorkflow:
         lines = [f"**{p.status}** — {p.completed_steps}/{p.total_steps} steps"]
         if p.running:
             lines.append("running: " + ", ".join(f"`{path}`" for path in p.running))
+        for wait in p.waiting:
+            what = (
+                f"approval of `{wait.path}`" if wait.kind == "approval" else f"event `{wait.event}`"
+            )
+            lines.append(f"waiting for {what}" + (f": {wait.prompt}" if wait.prompt else ""))
         lines.extend(f"- `{sid}`: {st}" for sid, st in p.steps.items())
         return "\n".join(lines)

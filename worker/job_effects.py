@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         JobResult,
         MirrorUpdate,
         StepRecord,
+        Waiting,
         WebhookDeliveryInput,
         llm_calls,
     )
@@ -47,6 +48,8 @@ def start_mirror(
     started_at: str | None = None,
     completed_at: str | None = None,
     result: JobResult | None = None,
+    waiting_since: str | None = None,
+    waiting: bool | None = None,
 ) -> Any:
     if not inp.options.mirror:
         return None
@@ -61,6 +64,8 @@ def start_mirror(
         output=result.output if result else None,
         error=result.error if result else None,
         metadata=result.metadata.model_dump(mode="json") if result else None,
+        waiting=waiting,
+        waiting_since=waiting_since,
     )
     handle = workflow.start_activity(
         "mirror_job",
@@ -192,6 +197,34 @@ async def start_llm_step_webhook(
     }
     child_id = f"{inp.job_id}:webhook:{workflow.info().run_id}:{record.id}"
     await _deliver(inp, "llm.step.completed", payload, child_id=child_id)
+
+
+async def note_waiting(
+    inp: InterpreterInput, defn: WorkflowDefinition, wait: Waiting, *, waiting: bool
+) -> None:
+    """Tell the mirror (GET /jobs?waiting=true) and, when it starts, the job's webhook."""
+    mirror = start_mirror(inp, defn, "running", waiting=waiting, waiting_since=wait.since)
+    if waiting and inp.webhook is not None:
+        payload = {
+            "event": "workflow.waiting",
+            "job_id": inp.job_id,
+            "workflow_name": defn.name,
+            "user_id": inp.labels.user_id,
+            "waiting": wait.model_dump(mode="json"),
+            "respond": (
+                f"/api/v1/jobs/{inp.job_id}/approvals/{wait.path}"
+                if wait.kind == "approval"
+                else f"/api/v1/jobs/{inp.job_id}/events/{wait.event}"
+            ),
+            "timestamp": _timestamp(),
+        }
+        child_id = f"{inp.job_id}:webhook:{workflow.info().run_id}:waiting:{wait.path}"
+        await _deliver(inp, "workflow.waiting", payload, child_id=child_id)
+    if mirror is not None:
+        try:
+            await mirror[0]
+        except ActivityError:
+            pass  # only the list filter lags; the wait itself goes on
 
 
 async def _deliver(

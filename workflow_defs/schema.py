@@ -315,6 +315,36 @@ class WaitConfig(_Model):
         return self
 
 
+class ApprovalConfig(_Model):
+    prompt: str | None = Field(default=None, max_length=4000)  # shown to the approver
+    # JSON Schema of the decision's `data`; a decision that breaks it is refused (422).
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    timeout_seconds: float | None = Field(default=None, gt=0, le=30 * 86400)
+    on_timeout: Literal["fail", "approve", "reject"] = "fail"
+    # API-key names allowed to decide; empty: any key that may act on the job.
+    approvers: list[str] = Field(default_factory=list)
+    error_mode: ErrorMode | None = None
+
+
+class WaitForEventConfig(_Model):
+    event: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    timeout_seconds: float | None = Field(default=None, gt=0, le=30 * 86400)
+    # null: the step completes with a null output when no event came in time.
+    on_timeout: Literal["fail", "null"] = "fail"
+    error_mode: ErrorMode | None = None
+
+
+class ApprovalStep(_StepBase):
+    type: Literal["approval"]
+    config: ApprovalConfig
+
+
+class WaitForEventStep(_StepBase):
+    type: Literal["wait_for_event"]
+    config: WaitForEventConfig
+
+
 class ParallelStep(_StepBase):
     type: Literal["parallel"]
     config: ParallelConfig
@@ -373,7 +403,9 @@ Step = Annotated[
     | ForeachStep
     | SwitchStep
     | LoopStep
-    | WaitStep,
+    | WaitStep
+    | ApprovalStep
+    | WaitForEventStep,
     Field(discriminator="type"),
 ]
 for _model in (ParallelConfig, ForeachConfig, SwitchCase, SwitchConfig, LoopConfig):
@@ -390,11 +422,13 @@ STEP_TYPES = (
     "switch",
     "loop",
     "wait",
+    "approval",
+    "wait_for_event",
 )
 ACTIVITY_STEP_TYPES = frozenset({"llm", "external_api", "http", "webhook"})
 CONTROL_STEP_TYPES = frozenset({"parallel", "foreach", "switch", "loop", "wait"})
 # Named in the DSL's design but not built yet: the loader says so instead of "unknown type".
-LATER_STEP_TYPES = ("approval", "wait_for_event", "wait_for_signal", "sub_workflow")
+LATER_STEP_TYPES = ("wait_for_signal", "sub_workflow")
 LOOP_VARIABLES = ("iteration", "previous")
 # Reference roots a foreach's `as`/`index_as` may not shadow.
 RESERVED_ROOTS = ("input", "steps", "context")

@@ -21,12 +21,14 @@ from workflow_defs.expressions import ExpressionError, compile_condition
 from workflow_defs.prompts import PromptError, check_placeholders, expand_includes, placeholders
 from workflow_defs.references import ROOTS, ReferenceSyntaxError, find_references, parse_path
 from workflow_defs.schema import (
+    ApprovalStep,
     ExternalApiStep,
     ForeachStep,
     LlmStep,
     LoopStep,
     SwitchStep,
     TransformStep,
+    WaitForEventStep,
     WaitStep,
     WorkflowDefinition,
 )
@@ -256,6 +258,12 @@ def check_definition(
         elif isinstance(step, WaitStep):
             check_refs(step.config.seconds, f"{base}.config.seconds", earlier)
             check_refs(step.config.until, f"{base}.config.until", earlier)
+        elif isinstance(step, ApprovalStep | WaitForEventStep):
+            if isinstance(step, ApprovalStep):
+                check_refs(step.config.prompt, f"{base}.config.prompt", earlier)
+            problem = json_schema_problem(step.config.schema_)
+            if problem:
+                errors.append((f"{base}.config.schema", problem))
         elif not step.blocks():
             check_refs(step.config.model_dump(by_alias=True), f"{base}.config", earlier)
     block_variables = frozenset()
@@ -263,6 +271,18 @@ def check_definition(
     if defn.output is not None:
         check_refs(defn.output, "$.output", earlier)
     return errors, warnings, prompts
+
+
+def json_schema_problem(schema: dict[str, Any] | None) -> str | None:
+    if schema is None:
+        return None
+    import jsonschema
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return f"not a valid JSON Schema: {exc.message}"
+    return None
 
 
 def top_level_visible(steps: list[Any]) -> set[str]:

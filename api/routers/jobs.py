@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from fastapi.responses import StreamingResponse
 
 from api import job_events, job_service, rerun_service
@@ -13,6 +24,7 @@ from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
 from api.errors import ApiError
 from api.metrics import record_job_submitted
 from api.schemas import (
+    ApprovalBody,
     BulkDelete,
     BulkDeleted,
     CancelAccepted,
@@ -25,6 +37,7 @@ from api.schemas import (
     RerunRequest,
 )
 from core import db
+from core.contracts import ApprovalDecision, EventDelivery
 from core.models import Job, utcnow
 from workflow_defs.inputs import InputError
 
@@ -153,6 +166,9 @@ async def list_jobs(
             description="A job status; `running` also matches queued jobs; `all` (default) any.",
         ),
     ] = None,
+    waiting: Annotated[
+        bool, Query(description="Only jobs waiting for an approval or an event.")
+    ] = False,
     workflow_name: Annotated[str | None, Query(max_length=200)] = None,
     user_id: Annotated[str | None, Query(max_length=200)] = None,
     limit_results: Annotated[
@@ -176,6 +192,7 @@ async def list_jobs(
             limit = min(limit, cap) if cap else limit
         where = db.JobFilter(
             statuses=job_service.STATUS_FILTERS[status_ or "all"],
+            waiting=waiting,
             workflow_name=workflow_name,
             user_id=user_id,
             owner=caller.owner_filter,
@@ -208,6 +225,7 @@ def _summary(row: Job, caller: Caller) -> JobSummary:
         started_at=db.as_utc(row.started_at),
         completed_at=db.as_utc(row.completed_at),
         duration_ms=job_service.duration_ms(row),
+        waiting_since=db.as_utc(row.waiting_since),
     )
     if caller.earlier_client and summary.status == "timed_out":
         summary.status = "failed"
@@ -354,3 +372,65 @@ async def job_events_stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The step names `approvers` and this key is not one of them"},
+    404: {"description": "Unknown job"},
+    409: {"description": "Nothing waits for it (not reached yet, already decided, job over)"},
+    422: {"description": "The body breaks the step's `schema` (`detail[].loc` names the field)"},
+    503: {"description": "Temporal (or a worker) did not take it; retry"},
+}
+
+
+async def _send_update(
+    job_id: str, name: str, arg: Any, temporal: TemporalDep, caller: Caller
+) -> Any:
+    try:
+        return await job_service.send_update(job_id, name, arg, temporal=temporal, caller=caller)
+    except job_service.NotFound as exc:
+        raise ApiError(status.HTTP_404_NOT_FOUND, "JobNotFound", str(exc)) from None
+    except job_service.Forbidden as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+    except job_service.Conflict as exc:
+        raise ApiError(status.HTTP_409_CONFLICT, "NotWaiting", str(exc)) from None
+    except job_service.Unprocessable as exc:
+        raise ApiError(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "ValidationError",
+            [{**p, "loc": ["body", *p.get("loc", [])]} for p in exc.problems] or str(exc),
+        ) from None
+    except job_service.ServiceUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+
+
+@router.post("/{job_id}/approvals/{step_path}", responses=UPDATE_RESPONSES)
+async def decide_approval(
+    job_id: str, step_path: str, body: ApprovalBody, temporal: TemporalDep, caller: Principal
+) -> dict[str, Any]:
+    """Approve or reject the `approval` step at `step_path` (its path in the step tree, e.g.
+    `review` or `route.confirm`; a loop's `#` is sent as `%23`). 200 with the step's output
+    `{approved, decided_by, comment, data, decided_at}`; `decided_by` is this key's name."""
+    decision = ApprovalDecision(
+        path=step_path,
+        approved=body.approved,
+        comment=body.comment,
+        data=body.data,
+        decided_by=caller.name,
+    )
+    result: dict[str, Any] = await _send_update(job_id, "approve", decision, temporal, caller)
+    return result
+
+
+@router.post("/{job_id}/events/{event}", responses=UPDATE_RESPONSES)
+async def send_event(
+    job_id: str,
+    event: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")],
+    temporal: TemporalDep,
+    caller: Principal,
+    payload: Annotated[Any, Body()] = None,
+) -> Any:
+    """Deliver event `event` to the job's `wait_for_event` step waiting for it; the JSON body
+    is the event's payload (checked against the step's `schema`). 200 with the step's output."""
+    delivery = EventDelivery(event=event, payload=payload, sent_by=caller.name)
+    return await _send_update(job_id, "event", delivery, temporal, caller)

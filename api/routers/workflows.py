@@ -1,8 +1,16 @@
-"""/api/v1/workflows: the registered definitions, their input schema and graph, and a validator."""
+"""/api/v1/workflows: the registered definitions, their input schema and graph, and a validator.
+
+Validating a definition is CPU work on a body anyone with an API key can send, so it runs on
+a small executor of its own (VALIDATE_WORKERS threads), never on the default pool that every
+database call shares: a burst of large definitions then queues behind itself while /health
+and GET /jobs keep answering. Past VALIDATE_MAX_PENDING waiting requests the answer is 429.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
@@ -10,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.auth import Principal
 from api.deps import CatalogDep, SettingsDep
+from api.errors import ApiError
 from api.workflow_graph import mermaid_flowchart
 from api.workflow_schemas import (
     ValidationResult,
@@ -21,7 +30,13 @@ from api.workflow_schemas import (
     summary_of,
 )
 from workflow_defs.catalog import Catalog
-from workflow_defs.loader import DefinitionError, LoadedDefinition, validate_definition
+from workflow_defs.loader import (
+    MAX_DEFINITION_BYTES,
+    DefinitionError,
+    DefinitionTooLarge,
+    LoadedDefinition,
+    validate_definition,
+)
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
@@ -78,6 +93,14 @@ INVALID_EXAMPLE = {
 }
 
 
+@functools.cache
+def _validation_executor(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmflow-validate")
+
+
+_pending_validations = 0
+
+
 def _find(catalog: Catalog, name: str, version: str | None) -> LoadedDefinition:
     loaded = catalog.definitions.get(name, version)
     if loaded is None:
@@ -108,7 +131,11 @@ async def list_workflows(catalog: CatalogDep, _: Principal) -> list[WorkflowSumm
     responses={
         **AUTH,
         400: {"description": "Malformed JSON"},
-        413: {"description": "Body over MAX_REQUEST_BYTES"},
+        413: {
+            "description": "Body over MAX_REQUEST_BYTES, or a definition over "
+            f"{MAX_DEFINITION_BYTES:,} bytes of JSON"
+        },
+        429: {"description": "Too many validations waiting (VALIDATE_MAX_PENDING); retry"},
     },
 )
 async def validate_workflow(
@@ -135,16 +162,34 @@ async def validate_workflow(
     warning carries the JSON path it is about (`$.steps[0].config.prompt_template`). A body
     that is JSON but not an object (an array, a string) is answered `valid: false` with an
     error at `$`. Prompt templates are read from PROMPTS_DIR and must stay inside it; external
-    API steps must name a service and operation of the registry.
+    API steps must name a service and operation of the registry. A definition over the size
+    limit is 413 naming it; conditions, prompts and patterns over theirs are errors at their
+    path.
     """
-    try:
-        loaded = await asyncio.to_thread(
-            validate_definition,
-            body,
-            source="request",
-            prompts_dir=settings.prompts_dir,
-            has_service=catalog.services.has,
+    global _pending_validations
+    if _pending_validations >= settings.validate_max_pending:
+        raise ApiError(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            f"{_pending_validations} definitions are waiting to be validated "
+            f"(VALIDATE_MAX_PENDING); retry shortly",
+            headers={"Retry-After": "1"},
         )
+    check = functools.partial(
+        validate_definition,
+        body,
+        source="request",
+        prompts_dir=settings.prompts_dir,
+        has_service=catalog.services.has,
+    )
+    executor = _validation_executor(settings.validate_workers)
+    _pending_validations += 1
+    try:
+        loaded = await asyncio.get_running_loop().run_in_executor(executor, check)
+    except DefinitionTooLarge as exc:
+        raise ApiError(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "PayloadTooLarge", exc.problems[0].message
+        ) from None
     except DefinitionError as exc:
         return ValidationResult(
             valid=False,
@@ -152,6 +197,8 @@ async def validate_workflow(
             name=_str_field(body, "name"),
             version=_str_field(body, "version"),
         )
+    finally:
+        _pending_validations -= 1
     return ValidationResult(
         valid=True, warnings=issues(loaded.warnings), name=loaded.name, version=loaded.version
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from worker.steps import activity, foreach, loop, parallel, switch, transform, wait
+from worker.steps import activity, foreach, loop, parallel, switch, transform, wait, waits
 from worker.steps.base import Runner, StepAt, StepOutcome
 
 Handler = Callable[[Runner, Any, StepAt], Awaitable[StepOutcome]]
@@ -22,4 +22,6 @@ HANDLERS: dict[str, Handler] = {
     "switch": switch.run,
     "loop": loop.run,
     "wait": wait.run,
+    "approval": waits.run_approval,
+    "wait_for_event": waits.run_event,
 }

@@ -19,6 +19,7 @@ from tests.test_api_jobs import poll
 CHAT = "/openrouter/api/v1/chat/completions"
 TRIAGE = {
     "workflow_name": "ticket_triage",
+    "workflow_version": "1.0.0",
     "input_data": {"message": "Charged twice!", "plan": "pro"},
 }
 CLASSIFIED = {"category": "billing", "urgency": "high", "summary": "double charge"}

@@ -52,7 +52,7 @@ async def test_list_names_every_shipped_workflow_with_versions_and_inputs(
     assert quick["steps"] == 3
     assert [i["name"] for i in quick["inputs"]] == ["topic", "audience"]
     assert quick["inputs"][0]["required"] is True and quick["inputs"][0]["type"] == "string"
-    assert by_name["emergency_contacts"]["latest_version"] == "3.0.0"
+    assert by_name["emergency_contacts"]["latest_version"] == "3.1.0"
     assert by_name["ticket_triage"]["description"].startswith("Classify a support message")
 
 
@@ -159,7 +159,7 @@ async def test_validate_reports_each_error_with_its_json_path(
 ) -> None:
     unknown_type = {
         "name": "a",
-        "steps": [llm_step("x", prompt_text="hi"), {"id": "p", "type": "parallel"}],
+        "steps": [llm_step("x", prompt_text="hi"), {"id": "p", "type": "parallelize"}],
     }
     outside = {
         "name": "b",
@@ -193,7 +193,7 @@ async def test_validate_reports_each_error_with_its_json_path(
 
     assert r_type["valid"] is False and r_type["name"] == "a" and r_type["version"] is None
     assert [e["path"] for e in r_type["errors"]] == ["$.steps[1].type"]
-    assert "unknown step type 'parallel'" in r_type["errors"][0]["message"]
+    assert "unknown step type 'parallelize'" in r_type["errors"][0]["message"]
 
     assert r_outside["valid"] is False and r_outside["version"] == "2.0.0"
     assert r_outside["errors"] == [
@@ -235,7 +235,7 @@ async def test_graph_of_ticket_triage_shows_conditions_and_skips(
     temporal_client: Client, settings: Settings, engine: Engine
 ) -> None:
     async with api_for(settings, engine, temporal_client) as api:
-        text = await api.get("/api/v1/workflows/ticket_triage/graph")
+        text = await api.get("/api/v1/workflows/ticket_triage/graph", params={"version": "1.0.0"})
         as_json = await api.get(
             "/api/v1/workflows/ticket_triage/graph", params={"format": "json", "version": "1.0.0"}
         )

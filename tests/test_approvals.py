@@ -320,3 +320,22 @@ async def test_cancelling_a_waiting_job_ends_it_cancelled(api: httpx.AsyncClient
     assert (await api.post(f"/api/v1/jobs/{job_id}/cancel", headers=ALICE)).status_code == 202
     job = await poll(api, job_id, headers=ALICE)
     assert job["status"] == "cancelled" and job["waiting"] == []
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LLMFLOW_RECORD_HISTORIES"),
+    reason="set LLMFLOW_RECORD_HISTORIES=1 to re-record",
+)
+async def test_record_approval_histories(api: httpx.AsyncClient, temporal_client: Client) -> None:
+    """An approval decided over REST, and one that timed out, replayed in CI."""
+    histories = Path(__file__).parent / "histories"
+    decided = await start(api, "approve_plain")
+    await until_waiting(api, decided)
+    await api.post(
+        f"/api/v1/jobs/{decided}/approvals/review", json={"approved": True}, headers=ALICE
+    )
+    timed_out = await start(api, "approve_timeout_no")
+    for job_id, name in ((decided, "approval_decided"), (timed_out, "approval_timed_out")):
+        await poll(api, job_id, headers=ALICE)
+        history = await temporal_client.get_workflow_handle(job_id).fetch_history()
+        (histories / f"{name}.json").write_text(history.to_json() + "\n")

@@ -41,6 +41,7 @@ async def test_oversized_crm_answers_fail_their_step_and_the_job_ends(
             for name in ("big", "ctrl"):
                 body = {
                     "workflow_name": "ticket_triage",
+                    "workflow_version": "1.0.0",
                     "input_data": {
                         "message": "Charged twice!",
                         "plan": "pro",

@@ -4,6 +4,7 @@ provider (what `make dev` runs without a key)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -141,3 +142,86 @@ async def test_shipped_control_flow_runs_on_the_mock_provider(
             job = await poll(api, job_id)
     assert job["status"] == "completed", job["error"]
     assert job["output"]
+
+
+def triage_llm(req: Request) -> Response:
+    body = req.json()
+    prompt = body["messages"][-1]["content"]
+    if "response_format" in body:  # classify
+        if "charged twice" in prompt:
+            kind = {"category": "billing", "urgency": "high", "summary": "double charge"}
+        else:
+            kind = {"category": "bug", "urgency": "normal", "summary": "app crashes"}
+        return Response(200, openai_chat_body(json.dumps(kind)))
+    tone = "billing-aware" if "billing-aware" in prompt else "technical"
+    return Response(200, openai_chat_body(f"A {tone} reply."))
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+async def test_ticket_triage_routes_by_category_and_asks_before_an_urgent_reply(
+    temporal_client: Client,
+    settings: Settings,
+    engine: Engine,
+    upstream: FakeHTTPServer,
+    decision: str,
+) -> None:
+    upstream.route("POST", CHAT, triage_llm)
+    upstream.route("POST", "/replies", Response(200, "sent"))
+    hooked = settings.model_copy(update={"llm_webhook_secret": "triage-secret-0123456"})
+    body = {
+        "workflow_name": "ticket_triage",
+        "input_data": {
+            "message": "I was charged twice!",
+            "reply_webhook_url": f"{upstream.url}/replies",
+        },
+    }
+    async with harness.running_worker(temporal_client, hooked, engine):
+        async with gateway(hooked, engine=engine, temporal_client=temporal_client) as api:
+            job_id = (await api.post("/api/v1/jobs", json=body)).json()["job_id"]
+            deadline = time.monotonic() + 20
+            while not (view := (await api.get(f"/api/v1/jobs/{job_id}")).json())["waiting"]:
+                assert time.monotonic() < deadline, view
+                await asyncio.sleep(0.1)
+            assert upstream.requests_to("/replies") == []  # nothing sent before the decision
+            approved = decision == "approve"
+            decided = await api.post(
+                f"/api/v1/jobs/{job_id}/approvals/urgent_review",
+                json={"approved": approved, "data": {"edited_reply": "Refunded, sorry!"}},
+            )
+            job = await poll(api, job_id)
+    assert decided.status_code == 200, decided.text
+    assert view["waiting"][0]["prompt"].startswith("Urgent billing ticket: double charge.")
+    assert job["status"] == "completed", job["error"]
+    assert job["output"]["reply"] == "A billing-aware reply."
+    paths = {s["path"] for s in job["metadata"]["steps"]}
+    assert "route.billing_reply" in paths and "route.bug_reply" not in paths
+    sent = upstream.requests_to("/replies")
+    if approved:
+        assert job["output"]["sent"] == "completed"
+        assert sent[0].json()["edited_reply"] == "Refunded, sorry!"
+        assert sent[0].json()["approved_by"] == "anonymous"
+    else:
+        assert job["output"]["sent"] == "skipped" and sent == []
+
+
+async def test_ticket_triage_sends_a_normal_reply_without_asking(
+    temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    upstream.route("POST", CHAT, triage_llm)
+    upstream.route("POST", "/replies", Response(200, "sent"))
+    hooked = settings.model_copy(update={"llm_webhook_secret": "triage-secret-0123456"})
+    body = {
+        "workflow_name": "ticket_triage",
+        "input_data": {
+            "message": "The app crashes",
+            "reply_webhook_url": f"{upstream.url}/replies",
+        },
+    }
+    async with harness.running_worker(temporal_client, hooked, engine):
+        async with gateway(hooked, engine=engine, temporal_client=temporal_client) as api:
+            job = await poll(api, (await api.post("/api/v1/jobs", json=body)).json()["job_id"])
+    assert job["status"] == "completed", job["error"]
+    assert job["output"]["reply"] == "A technical reply." and job["output"]["sent"] == "completed"
+    records = {s["path"]: s for s in job["metadata"]["steps"]}
+    assert records["urgent_review"]["status"] == "skipped"
+    assert records["route"]["summary"]["case"] == "case1"

@@ -186,6 +186,29 @@ class MirrorUpdate(BaseModel):
     waiting_since: str | None = None
 
 
+FOREACH_BATCH_WORKFLOW = "ForeachBatchWorkflow"
+
+
+class ForeachBatchInput(BaseModel):
+    """A slice of a large foreach, run as a child workflow so no one history grows unbounded."""
+
+    job: InterpreterInput  # the parent's input (definition snapshot, labels); no webhook
+    step_id: str  # the foreach step
+    path: str  # its path in the parent
+    offset: int  # index of the first item of this batch
+    items: list[Any]
+    # What the block may read: the namespace the foreach saw (input, steps, context).
+    namespace: dict[str, Any]
+    deadline: str  # the parent job's deadline, ISO 8601
+
+
+class ForeachBatchResult(BaseModel):
+    outputs: dict[int, Any] = Field(default_factory=dict)  # item index → output
+    failures: dict[int, dict[str, Any]] = Field(default_factory=dict)  # index → ErrorContext
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
 WEBHOOK_DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"
 MIRROR_WORKFLOW = "MirrorWorkflow"
 

@@ -592,3 +592,100 @@ async def test_record_control_flow_histories(
         (HISTORIES / "control_flow_cancelled_parallel.json").write_text(
             (await handle.fetch_history()).to_json() + "\n"
         )
+        batched = workflow(
+            {
+                "id": "each",
+                "type": "foreach",
+                "config": {
+                    "items": [f"i{n}" for n in range(120)],
+                    "batch_size": 60,
+                    "steps": [mock_llm("ask", "Say ${item}")],
+                },
+            }
+        )
+        handle = await harness.start(temporal_client, settings, harness.load(batched, settings))
+        assert (await handle.result()).status == "completed"
+        run_id = (await handle.describe()).run_id
+        child = temporal_client.get_workflow_handle(f"{handle.id}:foreach:{run_id}:each:0")
+        (HISTORIES / "control_flow_batched_foreach.json").write_text(
+            (await handle.fetch_history()).to_json() + "\n"
+        )
+        (HISTORIES / "foreach_batch.json").write_text(
+            (await child.fetch_history()).to_json() + "\n"
+        )
+
+
+# --- large foreach: items run in child-workflow batches -----------------------------------------
+
+
+def mock_llm(step_id: str, prompt: str) -> dict[str, Any]:
+    step = llm(step_id, prompt)
+    step["config"]["provider"] = "mock"
+    return step
+
+
+async def test_a_foreach_of_2000_items_keeps_every_history_small(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    defn = workflow(
+        {
+            "id": "each",
+            "type": "foreach",
+            "config": {
+                "items": "${input.items}",
+                "max_concurrency": 10,
+                "steps": [mock_llm("ask", "Say ${item}")],
+                "output": "${steps.ask.status}",
+            },
+        },
+        timeout_seconds=900,
+    )
+    items = [f"item-{i}" for i in range(2000)]
+    async with harness.running_worker(temporal_client, settings, engine):
+        handle = await harness.start(
+            temporal_client, settings, harness.load(defn, settings), {"items": items}
+        )
+        result = await handle.result()
+        parent = await handle.fetch_history()
+        run_id = (await handle.describe()).run_id
+        children = [
+            await temporal_client.get_workflow_handle(
+                f"{handle.id}:foreach:{run_id}:each:{n}"
+            ).fetch_history()
+            for n in range(40)
+        ]
+    assert result.status == "completed"
+    assert result.output == ["completed"] * 2000
+    record = by_path(result)["each"]
+    assert record.summary["batches"] == 40 and record.summary["completed"] == 2000
+    assert record.tokens == result.metadata.total_tokens > 0  # items' tokens reach the job
+    counts = [len(parent.events)] + [len(h.events) for h in children]
+    print(f"history events: parent {counts[0]}, batches {min(counts[1:])}-{max(counts[1:])}")
+    assert max(counts) < 10_000, counts
+    # The parent keeps one record for the foreach, not 2,000 item records.
+    assert len(result.metadata.steps) == 1
+
+
+async def test_a_batched_foreach_counts_failures_across_batches(
+    temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    upstream.route("POST", CHAT, FakeLLM())
+    items = ["fail" if i in (7, 130) else f"ok {i}" for i in range(150)]
+    step = {
+        "id": "each",
+        "type": "foreach",
+        "config": {
+            "items": "${input.items}",
+            "max_concurrency": 3,
+            "tolerated_failures": 2,
+            "steps": [llm("ask", "echo: ${item}")],
+            "output": "${steps.ask.content}",
+        },
+    }
+    result = await run(temporal_client, settings, engine, workflow(step), items=items)
+    assert result.output[7] is None and result.output[130] is None
+    assert result.output[149] == "ok 149"
+    assert by_path(result)["each"].summary["failed"] == [7, 130]
+    strict = {**step, "config": {**step["config"], "tolerated_failures": 1}}
+    _, error = await run_failing(temporal_client, settings, engine, workflow(strict), items=items)
+    assert "2 of 150 items failed (tolerated: 1)" in error["message"]

@@ -29,6 +29,7 @@ from activities.webhook_step import WebhookActivities
 from core.db import create_tables, insert_alert, make_engine
 from core.models import Alert
 from core.settings import Settings
+from worker.foreach_batch import ForeachBatchWorkflow
 from worker.interpreter import InterpreterWorkflow
 from worker.mirror_workflow import MirrorWorkflow
 from worker.payload_guard import PayloadGuard
@@ -132,7 +133,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[InterpreterWorkflow, WebhookDeliveryWorkflow, MirrorWorkflow],
+        workflows=[
+            InterpreterWorkflow,
+            ForeachBatchWorkflow,
+            WebhookDeliveryWorkflow,
+            MirrorWorkflow,
+        ],
         activities=[
             llm.llm_call,
             external.external_api_call,

@@ -301,10 +301,11 @@ class InterpreterWorkflow:
         record.duration_ms = int((workflow.now() - started).total_seconds() * 1000)
         record.warnings.extend(at.resolver.warnings)
         if step.blocks():
-            # Everything that ran inside counts here, whatever became of the block.
+            # Everything that ran inside counts here, whatever became of the block (on top of
+            # what the handler reports from child workflows: a batched foreach).
             children = self._children.get(record.path or record.id, [])
-            record.tokens = sum(child.tokens for child in children)
-            record.cost_usd = round(sum(child.cost_usd for child in children), 6)
+            record.tokens += sum(child.tokens for child in children)
+            record.cost_usd = round(record.cost_usd + sum(c.cost_usd for c in children), 6)
         progress = self._progress
         progress.steps[at.path] = record.status
         if at.path in progress.running:

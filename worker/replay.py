@@ -17,11 +17,17 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.worker import Replayer, WorkflowReplayResult
 
 from worker.app import sandbox_runner
+from worker.foreach_batch import ForeachBatchWorkflow
 from worker.interpreter import InterpreterWorkflow
 from worker.mirror_workflow import MirrorWorkflow
 from worker.webhook_delivery import WebhookDeliveryWorkflow
 
-WORKFLOWS: tuple[type, ...] = (InterpreterWorkflow, WebhookDeliveryWorkflow, MirrorWorkflow)
+WORKFLOWS: tuple[type, ...] = (
+    InterpreterWorkflow,
+    ForeachBatchWorkflow,
+    WebhookDeliveryWorkflow,
+    MirrorWorkflow,
+)
 
 
 class HistoryFileError(ValueError):

@@ -261,6 +261,8 @@ class ForeachConfig(_Model):
     tolerated_failures: int | str = 0
     on_item_error: Literal["fail", "null", "drop"] = "fail"
     output: Any = None
+    # Past 100 items, items run in child workflows of this many (one at a time in each).
+    batch_size: int = Field(default=50, ge=1, le=500)
     error_mode: ErrorMode | None = None
 
     @model_validator(mode="after")

@@ -16,15 +16,19 @@ from temporalio import workflow
 from worker.steps.base import Runner, StepAt, StepFailed, StepOutcome, failure
 
 with workflow.unsafe.imports_passed_through():
-    from core.errors import ErrorType
-    from core.payload_limits import RESULT_LIMIT, describe, json_size
+    from core.contracts import FOREACH_BATCH_WORKFLOW, ForeachBatchInput, ForeachBatchResult
+    from core.errors import ErrorContext, ErrorType
+    from core.payload_limits import ACTIVITY_INPUT_LIMIT, RESULT_LIMIT, describe, json_size
     from worker.limits import too_large
     from workflow_defs.references import Resolver
     from workflow_defs.schema import parse_tolerance
 
-# Past this many items a foreach's history would grow without bound in one run; batching
-# items into child workflows is how such lists will run, until then they are refused.
-MAX_ITEMS = 1000
+# Up to BATCH_THRESHOLD items run in this workflow (about 3 history events per item and
+# activity: a few hundred events). Above it, items run in child workflows of `batch_size`
+# (each child's history stays near 3 events per item, the parent's near 3 per batch), so
+# even MAX_ITEMS items keep every history far below Temporal's 50,000-event limit.
+BATCH_THRESHOLD = 100
+MAX_ITEMS = 10_000
 
 
 async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
@@ -32,6 +36,8 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
     items = _items(at.resolver.resolve(cfg.items), at.path)
     concurrency = _concurrency(at.resolver.resolve(cfg.max_concurrency), at.path)
     tolerated = _tolerated(cfg.tolerated_failures, len(items))
+    if len(items) > BATCH_THRESHOLD:
+        return await _run_batched(runner, step, at, items, concurrency, tolerated)
     gate = asyncio.Semaphore(concurrency)
 
     async def one(index: int, item: Any) -> Any:
@@ -77,20 +83,125 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
         "failed": sorted(failures),
         "max_concurrency": concurrency,
     }
+    contexts = {i: f.context for i, f in failures.items()}
+    timed_out = any(f.timed_out for f in failures.values())
+    return _outcome(cfg, len(items), results, contexts, tolerated, summary, timed_out=timed_out)
+
+
+def _outcome(
+    cfg: Any,
+    count: int,
+    results: dict[int, Any],
+    failures: dict[int, ErrorContext],
+    tolerated: int,
+    summary: dict[str, Any],
+    *,
+    timed_out: bool = False,
+    tokens: int = 0,
+    cost_usd: float = 0.0,
+) -> StepOutcome:
     if cfg.on_item_error == "fail" and len(failures) > tolerated:
         first = failures[min(failures)]
-        context = first.context.model_copy(
+        context = first.model_copy(
             update={
-                "message": f"{len(failures)} of {len(items)} items failed (tolerated: "
-                f"{tolerated}); first, item {min(failures)}: {first.context.message}"
+                "message": f"{len(failures)} of {count} items failed (tolerated: "
+                f"{tolerated}); first, item {min(failures)}: {first.message}"
             }
         )
-        raise StepFailed(context, timed_out=first.timed_out)
+        raise StepFailed(context, timed_out=timed_out)
     if cfg.on_item_error == "drop":
-        output = [results[i] for i in range(len(items)) if i in results]
+        output = [results[i] for i in range(count) if i in results]
     else:
-        output = [results.get(i) for i in range(len(items))]
-    return StepOutcome(output=output, summary=summary)
+        output = [results.get(i) for i in range(count)]
+    return StepOutcome(output=output, summary=summary, tokens=tokens, cost_usd=cost_usd)
+
+
+async def _run_batched(
+    runner: Runner, step: Any, at: StepAt, items: list[Any], concurrency: int, tolerated: int
+) -> StepOutcome:
+    cfg = step.config
+    namespace = {**at.scope.namespace, "steps": dict(at.scope.steps)}
+    job = runner.inp.model_copy(update={"webhook": None})
+    batches = [
+        (offset, items[offset : offset + cfg.batch_size])
+        for offset in range(0, len(items), cfg.batch_size)
+    ]
+    gate = asyncio.Semaphore(concurrency)
+    run_id = workflow.info().run_id
+
+    async def one(number: int, offset: int, chunk: list[Any]) -> ForeachBatchResult:
+        async with gate:
+            batch = ForeachBatchInput(
+                job=job,
+                step_id=step.id,
+                path=at.path,
+                offset=offset,
+                items=chunk,
+                namespace=namespace,
+                deadline=runner.deadline.isoformat(),
+            )
+            size = json_size(batch)
+            if size > ACTIVITY_INPUT_LIMIT:
+                raise StepFailed(
+                    too_large(at.path, f"a batch's input is {describe(size)}", ACTIVITY_INPUT_LIMIT)
+                )
+            return await workflow.execute_child_workflow(
+                FOREACH_BATCH_WORKFLOW,
+                batch,
+                id=f"{runner.inp.job_id}:foreach:{run_id}:{at.path}:{number}",
+                result_type=ForeachBatchResult,
+                static_summary=f"{at.path} items {offset}-{offset + len(chunk) - 1}",
+            )
+
+    tasks = [asyncio.create_task(one(n, off, chunk)) for n, (off, chunk) in enumerate(batches)]
+    results: dict[int, Any] = {}
+    failures: dict[int, ErrorContext] = {}
+    tokens, cost = 0, 0.0
+    pending = list(tasks)
+    try:
+        while pending:
+            done, pending = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:  # batch order: the same on every replay
+                if task not in done or task.cancelled():
+                    continue
+                error = task.exception()
+                if isinstance(error, StepFailed):
+                    raise error
+                if error is not None:
+                    raise failure(
+                        ErrorType.INTERNAL_ERROR, f"a foreach batch failed: {error}", at.path
+                    )
+                batch_result = task.result()
+                results.update(batch_result.outputs)
+                for index, context in batch_result.failures.items():
+                    failures[index] = ErrorContext.model_validate(context)
+                tokens += batch_result.tokens
+                cost += batch_result.cost_usd
+            if cfg.on_item_error == "fail" and len(failures) > tolerated:
+                break
+    finally:
+        for task in pending:
+            task.cancel()  # cancels the child workflow too
+        if pending:
+            await workflow.wait(pending)
+    summary = {
+        "items": len(items),
+        "completed": len(results),
+        "failed": sorted(failures),
+        "max_concurrency": concurrency,
+        "batches": len(batches),
+        "batch_size": cfg.batch_size,
+    }
+    return _outcome(
+        cfg,
+        len(items),
+        results,
+        failures,
+        tolerated,
+        summary,
+        tokens=tokens,
+        cost_usd=round(cost, 6),
+    )
 
 
 def _items(value: Any, path: str) -> list[Any]:

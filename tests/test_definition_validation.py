@@ -140,7 +140,7 @@ def test_unknown_step_type(tmp_path: Path, prompts_dir: Path) -> None:
     assert "later" not in problem.message
 
 
-@pytest.mark.parametrize("kind", ["approval", "wait_for_event", "sub_workflow"])
+@pytest.mark.parametrize("kind", ["wait_for_signal", "sub_workflow"])
 def test_control_flow_type_says_later(tmp_path: Path, prompts_dir: Path, kind: str) -> None:
     data = workflow(transform(), {"id": "b", "type": kind, "config": {}})
     problems = problems_of(tmp_path, prompts_dir, data)

@@ -36,6 +36,10 @@ def logging_state() -> Iterator[None]:
     for name in names:
         lg = logging.getLogger(name)
         saved[name] = (lg.handlers[:], lg.filters[:], lg.level, lg.propagate)
+    # Start from a process that has not run uvicorn yet: its config stops "uvicorn" records at
+    # its own handlers (propagate False), which earlier tests leave behind.
+    for name in UVICORN_LOGGERS:
+        logging.getLogger(name).propagate = True
     factory = logging.getLogRecordFactory()
     try:
         yield

@@ -193,7 +193,7 @@ async def submit_job(
 
     inp = InterpreterInput(
         job_id=job_id,
-        definition=loaded.snapshot(),
+        definition=catalog.snapshot(loaded),
         input_data=input_data,
         webhook=webhook,
         labels=JobLabels(
@@ -624,6 +624,7 @@ def _view_from_row(row: Job, settings: Settings, *, progress: dict[str, Any] | N
         action=row.action,
         priority=row.priority,
         duration_ms=duration_ms(row),
+        parent_job_id=row.parent_job_id,
     )
 
 

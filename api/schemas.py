@@ -158,6 +158,9 @@ class JobView(BaseModel):
         description="Steps waiting for a person or an event: "
         "[{path, kind (approval|event), since, timeout_at, prompt, event, approvers}]",
     )
+    parent_job_id: str | None = Field(
+        default=None, description="For a job a sub_workflow step started: the parent job."
+    )
     workflow_task_attempts: int | None = Field(
         default=None,
         description=(

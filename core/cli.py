@@ -147,7 +147,9 @@ async def _run(args: argparse.Namespace) -> int:
     client = await connect(settings)
     job_id = str(uuid.uuid4())
     # The worker's mirror activity creates the job row, so CLI runs show up in the API too.
-    inp = InterpreterInput(job_id=job_id, definition=loaded.snapshot(), input_data=input_data)
+    inp = InterpreterInput(
+        job_id=job_id, definition=catalog.snapshot(loaded), input_data=input_data
+    )
     handle = await start_job(client, settings, inp)
     print(f"started job {job_id} ({loaded.name} {loaded.version})", file=sys.stderr)
     if not args.wait:

@@ -18,13 +18,15 @@ INTERPRETER_WORKFLOW = "InterpreterWorkflow"
 
 
 class ResolvedDefinition(BaseModel):
-    """A definition frozen for one run: prompt templates inlined, plus a content hash."""
+    """A definition frozen for one run: prompt templates inlined, plus a content hash, and the
+    definitions its sub_workflow steps run (by `name@version`, frozen the same way)."""
 
     name: str
     version: str
     content_hash: str
     definition: dict[str, Any]
     prompts: dict[str, str] = Field(default_factory=dict)
+    children: dict[str, ResolvedDefinition] = Field(default_factory=dict)
 
 
 class WebhookTarget(BaseModel):
@@ -61,6 +63,7 @@ class InterpreterInput(BaseModel):
     webhook: WebhookTarget | None = None
     options: RunOptions = Field(default_factory=RunOptions)
     labels: JobLabels = Field(default_factory=JobLabels)
+    parent_job_id: str | None = None  # set for a sub_workflow's child job
 
 
 class StepRecord(BaseModel):
@@ -180,6 +183,8 @@ class MirrorUpdate(BaseModel):
     output: Any = None
     error: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    owner: str | None = None  # for a row the interpreter creates (a sub_workflow's child)
+    parent_job_id: str | None = None
     # None: no change; True: the job waits since `waiting_since` (GET /jobs?waiting=true);
     # False: it waits no more.
     waiting: bool | None = None

@@ -198,6 +198,8 @@ def _upsert_once(engine: Engine, update: MirrorUpdate) -> str:
                 job_id=update.job_id,
                 workflow_name=update.workflow_name,
                 workflow_version=update.workflow_version,
+                owner=update.owner,
+                parent_job_id=update.parent_job_id,
             )
             action = "inserted"
         else:

@@ -53,6 +53,8 @@ class Job(SQLModel, table=True):
     action: str | None = Field(default=None, max_length=200)
     priority: int | None = None
     debug_mode: bool | None = None
+    # The job whose sub_workflow step started this one.
+    parent_job_id: str | None = Field(default=None, max_length=200)
     # Since when the job waits for an approval or an event; null when it does not.
     waiting_since: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))

@@ -66,6 +66,8 @@ def start_mirror(
         metadata=result.metadata.model_dump(mode="json") if result else None,
         waiting=waiting,
         waiting_since=waiting_since,
+        owner=workflow.memo_value("owner", None, type_hint=str),
+        parent_job_id=inp.parent_job_id,
     )
     handle = workflow.start_activity(
         "mirror_job",

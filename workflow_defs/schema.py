@@ -337,6 +337,25 @@ class WaitForEventConfig(_Model):
     error_mode: ErrorMode | None = None
 
 
+class SubWorkflowConfig(_Model):
+    workflow: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)
+    version: str | None = Field(default=None, max_length=50)  # default: the highest at submit
+    input: Any = None
+    # false: start the child and go on (output {job_id}); it outlives the parent.
+    wait: bool = True
+    error_mode: ErrorMode | None = None
+
+
+class SubWorkflowStep(_StepBase):
+    type: Literal["sub_workflow"]
+    config: SubWorkflowConfig
+
+
+def sub_workflow_key(workflow: str, version: str | None) -> str:
+    """How a parent's snapshot names the definition a sub_workflow step runs."""
+    return f"{workflow}@{version or ''}"
+
+
 class ApprovalStep(_StepBase):
     type: Literal["approval"]
     config: ApprovalConfig
@@ -407,7 +426,8 @@ Step = Annotated[
     | LoopStep
     | WaitStep
     | ApprovalStep
-    | WaitForEventStep,
+    | WaitForEventStep
+    | SubWorkflowStep,
     Field(discriminator="type"),
 ]
 for _model in (ParallelConfig, ForeachConfig, SwitchCase, SwitchConfig, LoopConfig):
@@ -426,11 +446,12 @@ STEP_TYPES = (
     "wait",
     "approval",
     "wait_for_event",
+    "sub_workflow",
 )
 ACTIVITY_STEP_TYPES = frozenset({"llm", "external_api", "http", "webhook"})
 CONTROL_STEP_TYPES = frozenset({"parallel", "foreach", "switch", "loop", "wait"})
 # Named in the DSL's design but not built yet: the loader says so instead of "unknown type".
-LATER_STEP_TYPES = ("wait_for_signal", "sub_workflow")
+LATER_STEP_TYPES = ("wait_for_signal",)
 LOOP_VARIABLES = ("iteration", "previous")
 # Reference roots a foreach's `as`/`index_as` may not shadow.
 RESERVED_ROOTS = ("input", "steps", "context")

@@ -6,7 +6,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from worker.steps import activity, foreach, loop, parallel, switch, transform, wait, waits
+from worker.steps import (
+    activity,
+    foreach,
+    loop,
+    parallel,
+    sub_workflow,
+    switch,
+    transform,
+    wait,
+    waits,
+)
 from worker.steps.base import Runner, StepAt, StepOutcome
 
 Handler = Callable[[Runner, Any, StepAt], Awaitable[StepOutcome]]
@@ -24,4 +34,5 @@ HANDLERS: dict[str, Handler] = {
     "wait": wait.run,
     "approval": waits.run_approval,
     "wait_for_event": waits.run_event,
+    "sub_workflow": sub_workflow.run,
 }

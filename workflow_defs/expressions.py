@@ -1,4 +1,4 @@
-"""The safe condition language for `when`, `switch` and `filter` (DESIGN §3.3).
+"""The safe condition language for `when`, `switch` and `filter`.
 
 Grammar (no attribute access beyond data paths, no calls, nothing that runs code):
 
@@ -13,29 +13,48 @@ Grammar (no attribute access beyond data paths, no calls, nothing that runs code
 Bare paths (`item.rating`, `steps.fetch.status`) and `${…}` references read the same scope.
 Comparisons between values that can't be ordered are false, never an error, so a condition
 over missing data just doesn't match.
+
+Conditions reach us from HTTP bodies (the validate endpoint) and run inside the workflow, so
+parsing is linear in the text: one regex match per token with no backtracking across tokens,
+`and`/`or` chains are read in a loop into n-ary nodes (a 100,000-term chain neither recurses
+nor builds a deep tree), and parentheses may nest at most MAX_NESTING deep. `compile_condition`
+refuses conditions over MAX_CONDITION_CHARS and caches compiled conditions only when short,
+within a fixed character budget, so distinct conditions can't grow the process.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from workflow_defs.references import Path, ReferenceSyntaxError, is_missing, parse_path, walk
+
+MAX_CONDITION_CHARS = 4096
+MAX_NESTING = 32
+MAX_NUMBER_CHARS = 100
+# A cached condition costs roughly 30 times its text; 256 KiB of text keeps the cache under
+# ~10 MB however many distinct conditions arrive.
+CACHE_BUDGET_CHARS = 256 * 1024
+MAX_CACHED_CHARS = 1024
+MAX_CACHE_ENTRIES = 5_000
 
 
 class ExpressionError(ValueError):
     pass
 
 
+_SPACE = re.compile(r"\s*+")
+# Possessive quantifiers: a token either matches where it starts or not at all, so a failed
+# match never rescans the rest of the text.
 _TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<ref>\$\{[^{}]*\})
-      | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+    r"""\s*+(?:
+        (?P<ref>\$\{[^{}]*+\})
+      | (?P<str>"(?:[^"\\]|\\.)*+"|'(?:[^'\\]|\\.)*+')
       | (?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![A-Za-z_]))
       | (?P<op>==|!=|>=|<=|>|<|\(|\))
-      | (?P<path>[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*|\[-?\d+\])*)
+      | (?P<path>[A-Za-z_][A-Za-z0-9_\-]*+(?:\.[A-Za-z_][A-Za-z0-9_\-]*+|\[-?\d++\])*+)
     )""",
     re.VERBOSE,
 )
@@ -44,8 +63,12 @@ _LITERALS = {"true": True, "false": False, "null": None, "True": True, "False": 
 _STR_ESCAPES = re.compile(r"\\(.)")
 
 
-@dataclass(frozen=True)
-class _Tok:
+def _shown(text: str) -> str:
+    """The condition as quoted in messages: long ones are cut, the message stays readable."""
+    return repr(text) if len(text) <= 80 else repr(text[:80]) + "…"
+
+
+class _Tok(NamedTuple):
     kind: str  # ref | str | num | op | kw | lit | path
     value: Any
     pos: int
@@ -53,34 +76,41 @@ class _Tok:
 
 def _tokenize(text: str) -> list[_Tok]:
     tokens: list[_Tok] = []
+    end = len(text)
     pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
+    while pos < end:
         m = _TOKEN.match(text, pos)
         if not m:
+            space = _SPACE.match(text, pos)
+            pos = space.end() if space else pos
+            if pos == end:
+                break
             raise ExpressionError(
                 f"unexpected character at position {pos}: {text[pos : pos + 10]!r}"
             )
         kind = m.lastgroup or ""
         raw = m.group(kind)
-        start = m.start(kind)
+        pos = m.start(kind)
         if kind == "ref":
-            tokens.append(_Tok("path", _parse(raw[2:-1], text), start))
+            tokens.append(_Tok("path", _parse(raw[2:-1], text), pos))
         elif kind == "str":
-            tokens.append(_Tok("lit", _STR_ESCAPES.sub(r"\1", raw[1:-1]), start))
+            tokens.append(_Tok("lit", _STR_ESCAPES.sub(r"\1", raw[1:-1]), pos))
         elif kind == "num":
+            if len(raw) > MAX_NUMBER_CHARS:  # int() of a long digit string is quadratic
+                raise ExpressionError(
+                    f"number at position {pos} is longer than {MAX_NUMBER_CHARS} characters"
+                )
             tokens.append(
-                _Tok("lit", float(raw) if any(c in raw for c in ".eE") else int(raw), start)
+                _Tok("lit", float(raw) if any(c in raw for c in ".eE") else int(raw), pos)
             )
         elif kind == "path" and raw in _KEYWORDS:
-            tokens.append(_Tok("kw", raw, start))
+            tokens.append(_Tok("kw", raw, pos))
         elif kind == "path" and raw in _LITERALS:
-            tokens.append(_Tok("lit", _LITERALS[raw], start))
+            tokens.append(_Tok("lit", _LITERALS[raw], pos))
         elif kind == "path":
-            tokens.append(_Tok("path", _parse(raw, text), start))
+            tokens.append(_Tok("path", _parse(raw, text), pos))
         else:
-            tokens.append(_Tok("op", raw, start))
+            tokens.append(_Tok("op", raw, pos))
         pos = m.end()
     return tokens
 
@@ -89,10 +119,11 @@ def _parse(raw: str, text: str) -> Path:
     try:
         return parse_path(raw)
     except ReferenceSyntaxError as exc:
-        raise ExpressionError(f"{exc} in {text!r}") from None
+        raise ExpressionError(f"{exc} in {_shown(text)}") from None
 
 
-# AST nodes are tuples: ("lit", v) ("path", p) ("not", n) ("and", a, b) ("or", a, b) ("cmp", op, a, b)
+# AST nodes are tuples: ("lit", v) ("path", p) ("not", n) ("cmp", op, a, b), and n-ary
+# ("and", a, b, …) / ("or", a, b, …), evaluated left to right with short-circuit.
 Node = tuple[Any, ...]
 
 
@@ -101,6 +132,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> _Tok | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -108,7 +140,7 @@ class _Parser:
     def take(self) -> _Tok:
         tok = self.peek()
         if tok is None:
-            raise ExpressionError(f"unexpected end of condition {self.text!r}")
+            raise ExpressionError(f"unexpected end of condition {_shown(self.text)}")
         self.i += 1
         return tok
 
@@ -120,7 +152,7 @@ class _Parser:
             tok = self.peek()
             assert tok is not None
             raise ExpressionError(
-                f"unexpected {tok.value!r} at position {tok.pos} in {self.text!r}"
+                f"unexpected {tok.value!r} at position {tok.pos} in {_shown(self.text)}"
             )
         return node
 
@@ -129,24 +161,29 @@ class _Parser:
         return tok is not None and tok.kind == "kw" and tok.value == word
 
     def or_(self) -> Node:
-        node = self.and_()
+        terms = [self.and_()]
         while self._is_kw("or"):
             self.take()
-            node = ("or", node, self.and_())
-        return node
+            terms.append(self.and_())
+        return terms[0] if len(terms) == 1 else ("or", *terms)
 
     def and_(self) -> Node:
-        node = self.not_()
+        terms = [self.not_()]
         while self._is_kw("and"):
             self.take()
-            node = ("and", node, self.not_())
-        return node
+            terms.append(self.not_())
+        return terms[0] if len(terms) == 1 else ("and", *terms)
 
     def not_(self) -> Node:
-        if self._is_kw("not"):
+        count = 0
+        while self._is_kw("not"):
             self.take()
-            return ("not", self.not_())
-        return self.comparison()
+            count += 1
+        node = self.comparison()
+        if count:
+            # `not not x` is bool(x), which may be compared: keep two levels, never a chain.
+            node = ("not", node) if count % 2 else ("not", ("not", node))
+        return node
 
     def comparison(self) -> Node:
         left = self.operand()
@@ -169,16 +206,27 @@ class _Parser:
     def operand(self) -> Node:
         tok = self.take()
         if tok.kind == "op" and tok.value == "(":
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise ExpressionError(
+                    f"condition nests too deeply: more than {MAX_NESTING} levels of "
+                    f"parentheses at position {tok.pos} in {_shown(self.text)}"
+                )
             node = self.or_()
             close = self.take()
             if close.value != ")":
-                raise ExpressionError(f"expected ')' at position {close.pos} in {self.text!r}")
+                raise ExpressionError(
+                    f"expected ')' at position {close.pos} in {_shown(self.text)}"
+                )
+            self.depth -= 1
             return node
         if tok.kind == "lit":
             return ("lit", tok.value)
         if tok.kind == "path":
             return ("path", tok.value)
-        raise ExpressionError(f"unexpected {tok.value!r} at position {tok.pos} in {self.text!r}")
+        raise ExpressionError(
+            f"unexpected {tok.value!r} at position {tok.pos} in {_shown(self.text)}"
+        )
 
 
 def _num(value: Any) -> float | None:
@@ -239,8 +287,8 @@ class Condition:
         self.text = text
         try:
             self._ast = _Parser(text).parse()
-        except RecursionError:
-            raise ExpressionError(f"condition nests too deeply: {text[:50]!r}…") from None
+        except RecursionError:  # nesting is bounded; this only guards a tiny remaining stack
+            raise ExpressionError(f"condition nests too deeply: {_shown(text)}") from None
 
     def paths(self) -> list[Path]:
         out: list[Path] = []
@@ -268,22 +316,48 @@ class Condition:
         if kind == "not":
             return not self._eval(node[1], lookup)
         if kind == "and":
-            return bool(self._eval(node[1], lookup)) and bool(self._eval(node[2], lookup))
+            return all(bool(self._eval(term, lookup)) for term in node[1:])
         if kind == "or":
-            return bool(self._eval(node[1], lookup)) or bool(self._eval(node[2], lookup))
+            return any(bool(self._eval(term, lookup)) for term in node[1:])
         return _compare(node[1], self._eval(node[2], lookup), self._eval(node[3], lookup))
 
 
 _cache: dict[str, Condition] = {}
+_cache_chars = 0
+_cache_lock = threading.Lock()
 
 
 def compile_condition(text: str) -> Condition:
+    """The parsed condition, cached when short. Conditions of definitions are compiled here,
+    so the length cap is enforced here: before any parsing, and for every caller."""
     cond = _cache.get(text)
-    if cond is None:
-        cond = Condition(text)
-        if len(_cache) < 5_000:
-            _cache[text] = cond
+    if cond is not None:
+        return cond
+    if len(text) > MAX_CONDITION_CHARS:
+        raise ExpressionError(
+            f"the condition is {len(text):,} characters, over the {MAX_CONDITION_CHARS:,}-"
+            f"character limit"
+        )
+    cond = Condition(text)
+    if len(text) <= MAX_CACHED_CHARS:
+        _remember(text, cond)
     return cond
+
+
+def _remember(text: str, cond: Condition) -> None:
+    global _cache_chars
+    with _cache_lock:
+        if text in _cache:
+            return
+        # Oldest out first; an evicted condition is simply compiled again on its next use.
+        while _cache and (
+            _cache_chars + len(text) > CACHE_BUDGET_CHARS or len(_cache) >= MAX_CACHE_ENTRIES
+        ):
+            oldest = next(iter(_cache))
+            _cache_chars -= len(oldest)
+            del _cache[oldest]
+        _cache[text] = cond
+        _cache_chars += len(text)
 
 
 def check_condition(text: str) -> str | None:

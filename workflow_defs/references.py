@@ -1,6 +1,7 @@
-"""`${…}` references: parsing paths and resolving them against the run's namespace (DESIGN §3.3).
+"""`${…}` references: parsing paths and resolving them against the run's namespace.
 
-Pure and deterministic: the interpreter calls this inside the workflow sandbox.
+Pure and deterministic: the interpreter calls this inside the workflow sandbox, on text that
+may come from users or LLMs, so every scan here is linear in the text.
 
 - A string that is exactly one `${…}` keeps the referenced value's JSON type.
 - Inside longer text, values are interpolated: strings as is, numbers as text, objects/lists as
@@ -15,7 +16,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-REF_PATTERN = re.compile(r"\$\{\s*([^{}]*?)\s*\}")
+# The path is group 1 with surrounding whitespace: `ref_path(m)` strips it. Stripping in the
+# pattern (`\s*([^{}]*?)\s*`) backtracks cubically on `${` followed by a long run of spaces.
+REF_PATTERN = re.compile(r"\$\{([^{}]*+)\}")
 _SEGMENT = re.compile(
     r"([A-Za-z_][A-Za-z0-9_\-]*)|\[(-?\d+)\]|\[\*\]|\[\"([^\"]*)\"\]|\['([^']*)'\]"
 )
@@ -29,7 +32,13 @@ class ReferenceSyntaxError(ValueError):
     pass
 
 
+def ref_path(m: re.Match[str]) -> str:
+    """The path text of a REF_PATTERN match, without surrounding whitespace."""
+    return m.group(1).strip()
+
+
 _path_cache: dict[str, tuple[str | int, ...]] = {}
+_MAX_CACHED_PATH = 256  # longer paths are parsed each time: the cache must stay small
 
 
 def parse_path(text: str) -> Path:
@@ -59,7 +68,7 @@ def parse_path(text: str) -> Path:
         else:
             segments.append(m.group(3) if m.group(3) is not None else m.group(4))
         pos = m.end()
-    if len(_path_cache) < 10_000:
+    if len(_path_cache) < 10_000 and len(text) <= _MAX_CACHED_PATH:
         _path_cache[text] = tuple(segments)
     return segments
 
@@ -133,11 +142,11 @@ class Resolver:
             return text
         whole = REF_PATTERN.fullmatch(text)
         if whole:
-            value = self.lookup(parse_path(whole.group(1)))
+            value = self.lookup(parse_path(ref_path(whole)))
             return None if value is _MISSING else value
 
         def _sub(m: re.Match[str]) -> str:
-            value = self.lookup(parse_path(m.group(1)))
+            value = self.lookup(parse_path(ref_path(m)))
             return "" if value is _MISSING else to_text(value)
 
         return REF_PATTERN.sub(_sub, text)
@@ -148,7 +157,7 @@ def find_references(value: Any) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     if isinstance(value, str):
         for m in REF_PATTERN.finditer(value):
-            found.append((m.group(0), parse_path(m.group(1))))
+            found.append((m.group(0), parse_path(ref_path(m))))
     elif isinstance(value, dict):
         for v in value.values():
             found.extend(find_references(v))

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
-from workflow_defs.expressions import check_condition, evaluate_condition
+from workflow_defs.expressions import ExpressionError, check_condition, compile_condition
+from workflow_defs.references import walk
 from workflow_defs.transforms.errors import TransformError
+from workflow_defs.transforms.limits import OutputBudget
 from workflow_defs.transforms.paths import check_path, get_path, strip_item_prefix
 from workflow_defs.transforms.spec import OperationSpec, Problem, deferred, path_problems
 from workflow_defs.transforms.values import canonical, order_key, select_list, to_text
@@ -47,14 +50,19 @@ SCOPE_KEY = "_scope"
 
 
 def _filter(data: Any, config: Mapping[str, Any]) -> list[Any]:
-    condition: str = config["condition"]
+    try:
+        # Once per step, not per element: a condition longer than the compile cache keeps
+        # would otherwise be parsed again for every element.
+        condition = compile_condition(config["condition"])
+    except ExpressionError as exc:
+        raise TransformError("filter", "config.condition", str(exc)) from None
     base: Mapping[str, Any] = config.get(SCOPE_KEY) or {}
     kept = []
     for element in select_list("filter", data, config):
         own = element if isinstance(element, Mapping) else {}
         scope = {**base, **own, "item": element}
         try:
-            matched = evaluate_condition(condition, scope)
+            matched = condition.evaluate(partial(walk, scope))
         except Exception as exc:  # the language promises no errors; keep the step's story clear
             raise TransformError("filter", "config.condition", str(exc)) from None
         if matched:
@@ -70,19 +78,43 @@ _METHODS: dict[str, Callable[[str], str]] = {
     "strip": str.strip,
     "title": str.title,
 }
-_CALL_SUFFIX = re.compile(r"\.([A-Za-z_]\w*)\(\s*\)\s*$")
+_METHOD_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def _call_at_end(text: str, end: int) -> tuple[str, int] | None:
+    """(name, start of its dot) of the `.name( )` call ending `text[:end]` (trailing space
+    allowed), or None."""
+    close = end - 1
+    while close >= 0 and text[close].isspace():
+        close -= 1
+    if close < 0 or text[close] != ")":
+        return None
+    open_ = close - 1
+    while open_ >= 0 and text[open_].isspace():
+        open_ -= 1
+    if open_ < 0 or text[open_] != "(":
+        return None
+    dot = text.rfind(".", 0, open_)
+    if dot < 0 or not _METHOD_NAME.fullmatch(text, dot + 1, open_):
+        return None
+    return text[dot + 1 : open_], dot
 
 
 def _parse_expression(text: str) -> tuple[str, list[str]]:
     """`item.name.strip().upper()` → ("name", ["strip", "upper"]). Raises ValueError."""
     rest = text.strip()
+    # Calls are peeled off the end by index; slicing or searching the whole text once per call
+    # is quadratic in an expression of thousands of `.upper()`.
+    end = len(rest)
     methods: list[str] = []
-    while (m := _CALL_SUFFIX.search(rest)) is not None:
-        if m.group(1) not in _METHODS:
-            supported = ", ".join(f".{name}()" for name in _METHODS)
-            raise ValueError(f"unsupported call .{m.group(1)}() (supported: {supported})")
-        methods.insert(0, m.group(1))
-        rest = rest[: m.start()]
+    while (name := _call_at_end(rest, end)) is not None:
+        if name[0] not in _METHODS:
+            supported = ", ".join(f".{method}()" for method in _METHODS)
+            raise ValueError(f"unsupported call .{name[0]}() (supported: {supported})")
+        methods.append(name[0])
+        end = name[1]
+    methods.reverse()
+    rest = rest[:end]
     if "(" in rest or ")" in rest:
         raise ValueError(f"expression {text!r} is not a path with optional .upper()-style calls")
     path = strip_item_prefix(rest)
@@ -167,11 +199,14 @@ def _join(data: Any, config: Mapping[str, Any]) -> str:
     separator = config.get("separator")
     separator = ", " if separator is None else separator
     field = _element_path(config, "field")
-    parts = []
+    budget = OutputBudget("join")
+    parts: list[str] = []
     for element in select_list("join", data, config):
         value = get_path(element, field) if field else element
         if value is not None:
-            parts.append(to_text(value))
+            if parts:
+                budget.spend(separator)  # a long separator times many elements adds up
+            parts.append(budget.spend(to_text(value)))
     return separator.join(parts)
 
 

@@ -5,7 +5,8 @@
   markdown_reading.parse_sections.
 
 None data gives the schema's empty result; an llm step's whole output object is accepted in
-place of its `content` text. Any other non-string data is an error.
+place of its `content` text. Any other non-string data is an error, and so is text over
+limits.MAX_INPUT_BYTES.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from workflow_defs.transforms.errors import TransformError
+from workflow_defs.transforms.limits import check_text
 from workflow_defs.transforms.markdown_contacts import parse_emergency_contacts
 from workflow_defs.transforms.markdown_reading import parse_sections
 from workflow_defs.transforms.spec import OperationSpec, Problem, deferred, kind_of
@@ -41,7 +43,7 @@ def _markdown_to_json(data: Any, config: Mapping[str, Any]) -> Any:
         raise TransformError(
             "markdown_to_json", "input", f"must be markdown text (got {kind_of(data)})"
         )
-    return parse(data)
+    return parse(check_text("markdown_to_json", data))
 
 
 SPECS = [

@@ -99,17 +99,19 @@ def _canon(label: str) -> str | None:
 
 _NUMBERING = re.compile(r"^(?:#\s*)?\d+[.):]\s+")
 _PLACE_WORDS = r"(?:location|point|place|spot|site|area)"
+# Possessive whitespace: each run sits between words that can't be whitespace, so giving
+# characters back never helps, and `\s*#?\s*` would otherwise split a long run every way.
 _LOCATION_HEADING = re.compile(
-    r"^(?:(?P<prio>primary|secondary|tertiary|backup|alternate|alternative|first|second|third)\s+)?"
-    r"(?:emergency\s+)?(?:family\s+)?(?:meeting|gathering|rally|rallying|assembly|reunion)\s+"
+    r"^(?:(?P<prio>primary|secondary|tertiary|backup|alternate|alternative|first|second|third)\s++)?"
+    r"(?:emergency\s++)?(?:family\s++)?(?:meeting|gathering|rally|rallying|assembly|reunion)\s++"
     + _PLACE_WORDS
-    + r"(?:\s*#?\s*(?P<num>\d))?\s*(?:[:\-\u2013\u2014]\s*(?P<name>.*))?$",
+    + r"(?:\s*+(?:#\s*+)?(?P<num>\d))?\s*+(?:[:\-\u2013\u2014]\s*(?P<name>.*))?$",
     re.IGNORECASE,
 )
 _PRIORITY_HEADING = re.compile(
-    r"^(?P<prio>primary|secondary|tertiary|backup|alternate|alternative)(?:\s+"
+    r"^(?P<prio>primary|secondary|tertiary|backup|alternate|alternative)(?:\s++"
     + _PLACE_WORDS
-    + r")?\s*[:\-\u2013\u2014]\s*(?P<name>.+)$",
+    + r")?\s*+[:\-\u2013\u2014]\s*(?P<name>.+)$",
     re.IGNORECASE,
 )
 _PRIORITY_WORDS = {

@@ -11,6 +11,10 @@ Parsing is forgiving by design, since the input is usually an LLM reply: CRLF, c
 around the reply, `**Label:**` / `**Label**:` / `- **Label**: …` / `Label: …` (known labels
 only), values continued on following lines, `N/A`-style placeholders read as missing. Text that
 isn't markdown yields empty results, never an exception.
+
+This runs inside the workflow on LLM text, so every pattern here is linear in the line: each
+quantifier next to another that could take the same characters is possessive (`*+`, `++`) or
+the split is done in code, and no unanchored search can rescan a long run from every start.
 """
 
 from __future__ import annotations
@@ -20,22 +24,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+|(?<=##)(?=[^#\s]))(.*?)(?:[ \t]+#+)?[ \t]*$")
-_FENCE_LINE = re.compile(r"^\s*(?:```|~~~)")
-_RULE = re.compile(r"^\s{0,3}([-*_])(?:\s*\1){2,}\s*$")  # --- *** ___
-_BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+_HEADING_MARK = re.compile(r" {0,3}(#{1,6})")  # the rest of a heading line is read in code
+_FENCE_LINE = re.compile(r"^\s*+(?:```|~~~)")
+_RULE = re.compile(r"^\s{0,3}([-*_])(?:\s*+\1){2,}+\s*+$")  # --- *** ___
+_BULLET = re.compile(r"^\s*+(?:[-*+•]|\d++[.)])\s+")
+# A label never starts or ends with whitespace (the lazy label would have matched without it),
+# so it is spelled that way: then only a label ending on a visible character is followed by a
+# whitespace scan, and a line of spaces is read once instead of sixty times over.
 _BOLD_FIELD = re.compile(
-    r"^\s*(?:[-*+•]\s+|\d+[.)]\s+)?"
-    r"(?:\*{1,2}|__)\s*(?P<label>[^*_:\n]{1,60}?)\s*"
-    r"(?::\s*(?:\*{1,2}|__)|(?:\*{1,2}|__)\s*[:\-\u2013\u2014])"
+    r"^\s*+(?:[-*+•]\s++|\d++[.)]\s++)?"
+    r"(?:\*{1,2}|__)\s*+(?P<label>[^*_:\s](?:[^*_:\n]{0,58}?[^*_:\s])?)\s*+"
+    r"(?::\s*+(?:\*{1,2}|__)|(?:\*{1,2}|__)\s*+[:\-\u2013\u2014])"
     r"\s*(?P<value>.*)$"
 )
 _PLAIN_FIELD = re.compile(
-    r"^\s*(?:[-*+•]\s+|\d+[.)]\s+)?(?P<label>[A-Za-z0-9][\w /&'()-]{0,40}?)\s*:\s*(?P<value>.*)$"
+    r"^\s*+(?:[-*+•]\s++|\d++[.)]\s++)?"
+    r"(?P<label>[A-Za-z0-9](?:[\w /&'()-]{0,39}?[\w/&'()-])?)\s*+:\s*(?P<value>.*)$"
 )
 # Character classes exclude the opening delimiters so that a failed match stops at the next
 # bracket: "[[[[…" or "<http:<http:…" in a long reply stays linear, not quadratic.
-_LINK = re.compile(r"\[([^\[\]\n]*)\]\(([^()\s]*)[^()\n]*\)")
+_LINK = re.compile(r"\[([^\[\]\n]*+)\]\(([^()\s]*+)[^()\n]*+\)")
 _AUTOLINK = re.compile(r"<((?:https?|mailto|tel):[^<>\s]+)>")
 _PLACEHOLDERS = frozenset(
     {
@@ -65,6 +73,30 @@ class Block:
     lines: list[str] = field(default_factory=list)
 
 
+def read_heading(line: str) -> tuple[int, str] | None:
+    """(level, raw title) of an ATX heading line, else None.
+
+    One to six `#` after at most three spaces, then spaces/tabs (or, from `##` on, the title
+    right away: `##Title`), then the title; a closing run of `#` after a space is dropped.
+    Done in code: as one regex the lazy title and the trailing-space groups backtrack
+    quadratically on a heading followed by a long run of spaces.
+    """
+    m = _HEADING_MARK.match(line)
+    if m is None:
+        return None
+    level = len(m.group(1))
+    rest = line[m.end() :]
+    if rest[:1] in (" ", "\t"):
+        rest = rest.lstrip(" \t")
+    elif level < 2 or not rest or rest[0] == "#" or rest[0].isspace():
+        return None
+    title = rest.rstrip(" \t")
+    unclosed = title.rstrip("#")
+    if len(unclosed) < len(title) and unclosed[-1:] in (" ", "\t"):
+        title = unclosed.rstrip(" \t")
+    return level, title
+
+
 def split_blocks(text: str) -> tuple[list[str], list[Block]]:
     """(lines before the first heading, one Block per heading with the lines under it)."""
     preamble: list[str] = []
@@ -72,9 +104,9 @@ def split_blocks(text: str) -> tuple[list[str], list[Block]]:
     for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         if _FENCE_LINE.match(line):
             continue  # LLMs wrap replies in ```markdown fences; the fence itself carries nothing
-        m = _HEADING.match(line)
-        if m:
-            blocks.append(Block(len(m.group(1)), clean_inline(m.group(2))))
+        heading = read_heading(line)
+        if heading:
+            blocks.append(Block(heading[0], clean_inline(heading[1])))
         elif blocks:
             blocks[-1].lines.append(line)
         else:
@@ -83,7 +115,8 @@ def split_blocks(text: str) -> tuple[list[str], list[Block]]:
 
 
 def normalize_label(label: str) -> str:
-    text = re.sub(r"\([^)]*\)", " ", label.lower()).replace("&", " and ")
+    # `[^()]`, not `[^)]`: a scan from each "(" stops at the next one, so "((((…" is linear.
+    text = re.sub(r"\([^()]*+\)", " ", label.lower()).replace("&", " and ")
     text = re.sub(r"[^a-z0-9/ ]+", " ", text)
     return " ".join(text.split())
 
@@ -187,7 +220,7 @@ def field_list(lines: list[str] | None) -> list[str]:
         raw = [_BULLET.sub("", line) for line in bullets]
     else:
         text = " ".join(line.strip() for line in lines if line.strip())
-        raw = re.split(r"\s*[,;|]\s*", text)
+        raw = re.split(r"[,;|]", text)  # clean_inline trims; `\s*` around is quadratic
     items = [clean_inline(item).strip(" .") for item in raw]
     return [item for item in items if item and item.lower() not in _PLACEHOLDERS]
 

@@ -99,7 +99,19 @@ def _each_object(operation: str, data: Any, fn: Any) -> Any:
 
 def _pick(data: Any, config: Mapping[str, Any]) -> Any:
     _name, keys = _keys(config)
-    return _each_object("pick", data, lambda obj: {k: obj[k] for k in keys if k in obj})
+    order: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        order.setdefault(key, i)
+
+    def pick(obj: Mapping[str, Any]) -> dict[str, Any]:
+        if len(order) <= len(obj):
+            return {k: obj[k] for k in order if k in obj}
+        # Many keys, small objects: walk the object instead, or a long `keys` list is paid
+        # again for every element of a long list.
+        present = sorted((k for k in obj if k in order), key=order.__getitem__)
+        return {k: obj[k] for k in present}
+
+    return _each_object("pick", data, pick)
 
 
 def _omit(data: Any, config: Mapping[str, Any]) -> Any:
@@ -130,6 +142,7 @@ def _coalesce(data: Any, config: Mapping[str, Any]) -> Any:
 # --- to_number --------------------------------------------------------------------------------
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_MAX_INT_DIGITS = 4300
 
 
 def parse_number(text: str) -> int | float | None:
@@ -143,6 +156,8 @@ def parse_number(text: str) -> int | float | None:
     s = s.removesuffix("%")
     if not _NUMBER.fullmatch(s):
         return None
+    if len(s.lstrip("+-")) > _MAX_INT_DIGITS and not any(c in s for c in ".eE"):
+        return None  # what int() refuses by default, and quadratic where that guard is off
     try:
         value: int | float = float(s) if any(c in s for c in ".eE") else int(s)
     except ValueError:  # more digits than int() accepts (sys.get_int_max_str_digits)

@@ -38,9 +38,20 @@ class PathSyntaxError(ValueError):
     pass
 
 
-@lru_cache(maxsize=2048)
+_MAX_CACHED_PATH = 256  # paths may be resolved from data: never keep long ones alive
+
+
 def parse_path(path: str) -> tuple[Segment, ...]:
     """Split a path into segments; raises PathSyntaxError with the position of the problem."""
+    return _parse_cached(path) if len(path) <= _MAX_CACHED_PATH else _parse(path)
+
+
+@lru_cache(maxsize=2048)
+def _parse_cached(path: str) -> tuple[Segment, ...]:
+    return _parse(path)
+
+
+def _parse(path: str) -> tuple[Segment, ...]:
     text = path.strip()
     if text.startswith("$"):
         text = text[1:].lstrip(".")

@@ -10,16 +10,21 @@ error, not I/O.
 imported as a sandbox pass-through module: re-imported inside Temporal's workflow sandbox,
 `attrs` (a jsonschema dependency) calls `platform.python_implementation()`, which the sandbox
 forbids. Validation itself is deterministic and does no I/O, so sharing the host's module is safe.
+
+The data is held to the transform input limit, and `uniqueItems` is checked by hashing each
+element: jsonschema compares every pair of elements that can't be sorted (objects), which on
+a long list of objects is quadratic and stalls the workflow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from temporalio import workflow
 
 from workflow_defs.transforms.errors import TransformError
+from workflow_defs.transforms.limits import check_data
 from workflow_defs.transforms.spec import OperationSpec, Problem, deferred
 
 MAX_REPORTED_ERRORS = 5
@@ -43,10 +48,40 @@ def _jsonschema() -> Any:
     return jsonschema
 
 
+def _identity(value: Any) -> Any:
+    """Hashable stand-in, equal exactly when jsonschema's `equal` holds: true ≠ 1, 1 = 1.0."""
+    if value is True or value is False:
+        return ("bool", value)
+    if isinstance(value, str):
+        return ("str", value)
+    if isinstance(value, Mapping):
+        return ("object", frozenset((k, _identity(v)) for k, v in value.items()))
+    if isinstance(value, Sequence):
+        return ("array", tuple(_identity(v) for v in value))
+    return ("value", value)
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    seen: set[Any] = set()
+    for element in instance:
+        key = _identity(element)
+        if key in seen:
+            yield _jsonschema().ValidationError(f"{instance!r} has non-unique elements")
+            return
+        seen.add(key)
+
+
+_extended: dict[Any, Any] = {}
+
+
 def _validator_for(schema: Mapping[str, Any]) -> Any:
     jsonschema = _jsonschema()
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls
+    if cls not in _extended:
+        _extended[cls] = jsonschema.validators.extend(cls, {"uniqueItems": _unique_items})
+    return _extended[cls]
 
 
 def _check_schema(config: Mapping[str, Any], at_load: bool) -> list[Problem]:
@@ -64,6 +99,7 @@ def _check_schema(config: Mapping[str, Any], at_load: bool) -> list[Problem]:
 
 
 def _validate_schema(data: Any, config: Mapping[str, Any]) -> Any:
+    check_data("validate_schema", data)
     schema = config["schema"]
     validator = _validator_for(schema)(schema)
     try:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workflow_defs.transforms.errors import TransformError
+from workflow_defs.transforms.limits import check_data
 from workflow_defs.transforms.paths import PathSyntaxError, get_path
 from workflow_defs.transforms.spec import kind_of
 
@@ -65,7 +66,8 @@ def order_key(value: Any, nulls_first: bool) -> tuple[Any, ...]:
 def select_list(operation: str, data: Any, config: Mapping[str, Any]) -> list[Any]:
     """The list an operation works on: `data`, or the list at `config.array_path` inside it.
 
-    None (an upstream step skipped or failed under `continue`) counts as an empty list.
+    None (an upstream step skipped or failed under `continue`) counts as an empty list. The
+    list is held to the input limit (limits.MAX_INPUT_CHARS, as JSON).
     """
     path = config.get("array_path")
     target = data
@@ -77,7 +79,7 @@ def select_list(operation: str, data: Any, config: Mapping[str, Any]) -> list[An
     if target is None:
         return []
     if isinstance(target, list | tuple):
-        return list(target)
+        return list(check_data(operation, target))
     if isinstance(path, str) and path.strip():
         raise TransformError(
             operation, "config.array_path", f"{path!r} is {kind_of(target)}, not a list"

@@ -29,6 +29,8 @@ from workflow_defs.validation import check_definition, extra_field_warnings
 NON_DEFINITION_FILES = {"services.json", "triggers.json"}
 MAX_DEFINITION_BYTES = 512 * 1024
 MAX_DEFINITION_DEPTH = 64
+MAX_REPORTED_PROBLEMS = 100
+MAX_MESSAGE_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -196,14 +198,29 @@ def validate_definition(
     try:
         defn = WorkflowDefinition.model_validate(data)
     except ValidationError as exc:
-        raise DefinitionError(_pydantic_problems(exc, data, source)) from None
+        raise DefinitionError(_reported(_pydantic_problems(exc, data, source), source)) from None
     errors, warnings, prompts = check_definition(
         defn, prompts_dir=prompts_dir, has_service=has_service
     )
     if errors:
-        raise DefinitionError([Problem(source, p, m) for p, m in errors])
+        raise DefinitionError(_reported([Problem(source, p, m) for p, m in errors], source))
     all_warnings = [Problem(source, p, m) for p, m in [*extra_field_warnings(defn), *warnings]]
-    return LoadedDefinition(defn, source, prompts, all_warnings)
+    return LoadedDefinition(defn, source, prompts, _reported(all_warnings, source))
+
+
+def _reported(problems: list[Problem], source: str) -> list[Problem]:
+    """At most MAX_REPORTED_PROBLEMS, each at most MAX_MESSAGE_CHARS: a body of a few hundred
+    KiB can otherwise yield thousands of problems that each quote a long condition."""
+    shown = [
+        p
+        if len(p.message) <= MAX_MESSAGE_CHARS
+        else Problem(p.source, p.path, p.message[:MAX_MESSAGE_CHARS] + "…")
+        for p in problems[:MAX_REPORTED_PROBLEMS]
+    ]
+    if len(problems) > MAX_REPORTED_PROBLEMS:
+        more = len(problems) - MAX_REPORTED_PROBLEMS
+        shown.append(Problem(source, "$", f"… and {more:,} more problems not listed"))
+    return shown
 
 
 def load_definition_file(

@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = 1024 * 1024
     # POST /workflows/validate checks definitions on this many threads of its own, so a burst
     # never occupies the pool database calls share; past VALIDATE_MAX_PENDING waiting, 429.
-    validate_workers: int = Field(default=2, ge=1, le=32)
+    # Validation is pure Python: under the GIL a second thread adds no throughput, only
+    # contention with the event loop.
+    validate_workers: int = Field(default=1, ge=1, le=32)
     validate_max_pending: int = Field(default=16, ge=1)
 
     @field_validator("api_keys", "api_admins", mode="before")

@@ -1,9 +1,10 @@
 """/api/v1/workflows: the registered definitions, their input schema and graph, and a validator.
 
 Validating a definition is CPU work on a body anyone with an API key can send, so it runs on
-a small executor of its own (VALIDATE_WORKERS threads), never on the default pool that every
-database call shares: a burst of large definitions then queues behind itself while /health
-and GET /jobs keep answering. Past VALIDATE_MAX_PENDING waiting requests the answer is 429.
+an executor of its own (VALIDATE_WORKERS threads, one by default), never on the default pool
+that every database call shares: a burst of large definitions then queues behind itself while
+/health and GET /jobs keep answering. A body over the definition size limit is refused before
+it queues; past VALIDATE_MAX_PENDING waiting requests the answer is 429.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Query, status
+from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.auth import Principal
@@ -35,6 +36,7 @@ from workflow_defs.loader import (
     DefinitionError,
     DefinitionTooLarge,
     LoadedDefinition,
+    definition_bytes,
     validate_definition,
 )
 
@@ -152,6 +154,7 @@ async def validate_workflow(
             },
         ),
     ],
+    request: Request,
     settings: SettingsDep,
     catalog: CatalogDep,
     _: Principal,
@@ -167,6 +170,17 @@ async def validate_workflow(
     path.
     """
     global _pending_validations
+    # Measured again (as compact JSON) only when the raw body is already over: an oversized
+    # body never waits for, or occupies, a validation thread.
+    if len(await request.body()) > MAX_DEFINITION_BYTES:
+        size = definition_bytes(body)
+        if size > MAX_DEFINITION_BYTES:
+            raise ApiError(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                "PayloadTooLarge",
+                f"the definition is {size:,} bytes as JSON, over the "
+                f"{MAX_DEFINITION_BYTES:,}-byte limit",
+            )
     if _pending_validations >= settings.validate_max_pending:
         raise ApiError(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -188,7 +202,7 @@ async def validate_workflow(
         loaded = await asyncio.get_running_loop().run_in_executor(executor, check)
     except DefinitionTooLarge as exc:
         raise ApiError(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "PayloadTooLarge", exc.problems[0].message
+            status.HTTP_413_CONTENT_TOO_LARGE, "PayloadTooLarge", exc.problems[0].message
         ) from None
     except DefinitionError as exc:
         return ValidationResult(

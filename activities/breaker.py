@@ -1,4 +1,4 @@
-"""Per-key circuit breakers (DESIGN §8), state in Redis so every worker sees it, else in-process.
+"""Per-key circuit breakers, state in Redis so every worker sees it, else in-process.
 
 closed → open after `failure_threshold` consecutive failures; open → half-open once
 `recovery_timeout` has passed, and exactly one caller gets the probe (others are denied until

@@ -1,4 +1,4 @@
-"""Response cache for external API calls (DESIGN §8): Redis when given, else in-process.
+"""Response cache for external API calls: Redis when given, else in-process.
 
 Redis is an optimisation, never a dependency: when it errors the cache carries on in-process
 (and retries Redis after a pause), so a Redis outage costs cache hits, not jobs. Values are

@@ -1,4 +1,4 @@
-"""The `http` step (DESIGN §3.4): one request to a user-supplied URL through the SSRF guard.
+"""The `http` step: one request to a user-supplied URL through the SSRF guard.
 
 The step's output lands in Temporal history, so the body is capped and response headers are
 redacted (cookies, auth echoes). Redirects are never followed: a 3xx is a failure unless the

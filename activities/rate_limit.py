@@ -1,4 +1,4 @@
-"""Per-key token buckets (DESIGN §8): Redis when given so every worker shares them, else in-process.
+"""Per-key token buckets: Redis when given so every worker shares them, else in-process.
 
 `acquire` never waits: it answers 0 when a token was taken, else the seconds until one frees,
 and the caller turns that into a retryable RATE_LIMITED error for Temporal to schedule. A Redis

@@ -1,4 +1,4 @@
-"""Rate limits + circuit breakers around outside calls (DESIGN §8), one object per worker.
+"""Rate limits + circuit breakers around outside calls, one object per worker.
 
     async with resilience.guard("service:weatherapi", rate_limit=spec, breaker=cfg):
         ...  # the HTTP call

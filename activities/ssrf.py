@@ -1,4 +1,4 @@
-"""SSRF guard for user-supplied URLs (DESIGN §7): `webhook_url`, `http` and `webhook` steps.
+"""SSRF guard for user-supplied URLs: `webhook_url`, `http` and `webhook` steps.
 
 The check runs where the socket is opened, not when the URL is parsed: the guarded network
 backend resolves the host itself, vets every address, and then connects to the vetted IP. A

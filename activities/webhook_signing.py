@@ -1,4 +1,4 @@
-"""Webhook body encoding, signatures and headers (DESIGN §6.1, §6.2). Pure functions.
+"""Webhook body encoding, signatures and headers. Pure functions.
 
 Two signatures are sent so receivers can use whichever they already support: the earlier
 service's `X-Webhook-Signature: sha256=<hex>` over the raw body, and the Standard Webhooks

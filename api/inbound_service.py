@@ -1,4 +1,4 @@
-"""What the inbound-webhook endpoints do (DESIGN §6.2): authenticate an event, match it to
+"""What the inbound-webhook endpoints do: authenticate an event, match it to
 triggers, and start each matched workflow through the same path as POST /jobs.
 
 Delivery guarantees: an event is answered 202 only after Temporal accepted every start it

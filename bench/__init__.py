@@ -1,1 +1,1 @@
-"""Benchmarks for `make bench` (DESIGN §11): ratios measured within one run, never thresholds."""
+"""Benchmarks for `make bench`: ratios measured within one run, never thresholds."""

@@ -1,4 +1,4 @@
-"""Gateway: POST /api/v1/jobs latency (p50/p99) and sustained jobs/s (DESIGN §11).
+"""Gateway: POST /api/v1/jobs latency (p50/p99) and sustained jobs/s.
 
 The real gateway (uvicorn + lifespan, SQLite mirror in a temp dir) runs in this process against
 the dev server; no worker runs, so only the submit path is measured. The baseline is the same

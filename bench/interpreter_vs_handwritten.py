@@ -1,4 +1,4 @@
-"""Interpreter vs a hand-written Temporal workflow doing the same work (DESIGN §11).
+"""Interpreter vs a hand-written Temporal workflow doing the same work.
 
 Both run on one worker (same task queue, same settings, same sandbox runner, the real
 `llm_call` activity with the mock provider at 0 ms), in alternating rounds of N concurrently

@@ -1,4 +1,4 @@
-"""`make bench`: run the DESIGN §11 benchmarks, print a table each, write all numbers as JSON.
+"""`make bench`: run the benchmarks, print a table each, write all numbers as JSON.
 
     python -m bench.run [--quick] [--only NAME[,NAME]] [--out PATH]
 

@@ -1,4 +1,4 @@
-"""The `llmflow` command: dev, api, worker, run, validate, replay, schema, jobs (DESIGN §10)."""
+"""The `llmflow` command: dev, api, worker, run, validate, replay, schema, jobs."""
 
 from __future__ import annotations
 

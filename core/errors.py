@@ -1,4 +1,4 @@
-"""Error taxonomy (DESIGN §7): one ErrorContext shape on every surface.
+"""Error taxonomy: one ErrorContext shape on every surface.
 
 Activities raise `ErrorContext(...).to_application_error()`; the interpreter turns whatever
 failure Temporal hands it back into an ErrorContext with `from_failure`. Both are pure, so the

@@ -1,4 +1,4 @@
-"""All configuration, read once from the environment (and `.env`), names as in DESIGN §9."""
+"""All configuration, read once from the environment (and `.env`)."""
 
 from functools import lru_cache
 from pathlib import Path

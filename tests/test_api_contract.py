@@ -1,5 +1,5 @@
 """The gateway's REST contract beyond the happy path: auth, limits, idempotency, list, cancel,
-and the earlier service's aliases (DESIGN §5)."""
+and the earlier service's aliases."""
 
 from __future__ import annotations
 

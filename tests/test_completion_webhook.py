@@ -1,4 +1,4 @@
-"""Signed completion webhooks (DESIGN §6.1) and the error contract across every surface."""
+"""Signed completion webhooks and the error contract across every surface."""
 
 from __future__ import annotations
 

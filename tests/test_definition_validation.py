@@ -1,4 +1,4 @@
-"""Loading and validating definitions (DESIGN §3.1-3.3): every error names the file + JSON path."""
+"""Loading and validating definitions: every error names the file + JSON path."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ SERVICES = load_services(DEFAULT_WORKFLOW_DEFS_DIR / "services.json")
 def prompts_dir(tmp_path: Path) -> Path:
     root = tmp_path / "prompts"
     files = {
-        "wf/ok.md": "Hello ${name}. {{include:../shared/style.md}}",
-        "shared/style.md": "Be brief.",
+        "wf/ok.md": "Hello ${name}. {{include:../common/style.md}}",
+        "common/style.md": "Be brief.",
         "wf/cy1.md": "{{include:cy2.md}}",
         "wf/cy2.md": "{{include:cy1.md}}",
         "wf/mystery.md": "Hello ${mystery}",
@@ -140,7 +140,7 @@ def test_unknown_step_type(tmp_path: Path, prompts_dir: Path) -> None:
     assert "later" not in problem.message
 
 
-@pytest.mark.parametrize("kind", ["wait_for_signal", "sub_workflow"])
+@pytest.mark.parametrize("kind", ["wait_for_signal"])
 def test_control_flow_type_says_later(tmp_path: Path, prompts_dir: Path, kind: str) -> None:
     data = workflow(transform(), {"id": "b", "type": kind, "config": {}})
     problems = problems_of(tmp_path, prompts_dir, data)
@@ -513,6 +513,8 @@ def test_step_error_mode_precedence(tmp_path: Path, prompts_dir: Path) -> None:
 
 
 def test_seed_file_loads_unmodified() -> None:
+    if not SEED_FILE.exists():
+        pytest.skip(f"{SEED_FILE} is not beside this checkout")
     loaded = load_definition_file(
         SEED_FILE, prompts_dir=DEFAULT_PROMPTS_DIR, has_service=SERVICES.has
     )
@@ -614,7 +616,7 @@ def test_snapshot_hash_is_stable_and_tracks_prompts(tmp_path: Path, prompts_dir:
     assert first.prompts == {"wf/ok.md": "Hello ${name}. Be brief."}
 
     # An included file changes: the resolved text and the hash change with it.
-    (prompts_dir / "shared" / "style.md").write_text("Be thorough.", encoding="utf-8")
+    (prompts_dir / "common" / "style.md").write_text("Be thorough.", encoding="utf-8")
     changed = load(tmp_path, prompts_dir, data).snapshot()
     assert changed.prompts == {"wf/ok.md": "Hello ${name}. Be thorough."}
     assert changed.content_hash != first.content_hash

@@ -1,4 +1,4 @@
-"""The earlier service's emergency_contacts.json (from ../shared, unmodified) and llmflow's own
+"""The earlier service's emergency_contacts.json (from the seed folder beside the checkout, unmodified) and llmflow's own
 version, run end to end on the dev server against wire-level WeatherAPI, Places and OpenRouter."""
 
 from __future__ import annotations

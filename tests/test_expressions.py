@@ -1,4 +1,4 @@
-"""The safe condition language (DESIGN §3.3): operators, precedence, literals, safety."""
+"""The safe condition language: operators, precedence, literals, safety."""
 
 from __future__ import annotations
 

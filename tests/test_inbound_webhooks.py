@@ -1,4 +1,4 @@
-"""Inbound webhooks (DESIGN §6.2): Strapi and declared sources → triggers.json → workflows.
+"""Inbound webhooks: Strapi and declared sources → triggers.json → workflows.
 
 The real gateway serves the routes; signatures are computed over the exact bytes sent, and
 "nothing started" is checked where it matters: the mirror row and Temporal, under the job id a

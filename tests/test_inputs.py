@@ -1,4 +1,4 @@
-"""Job input validation (DESIGN §3.1): `inputs` types/required/defaults/enum + `input_schema`."""
+"""Job input validation: `inputs` types/required/defaults/enum + `input_schema`."""
 
 from __future__ import annotations
 

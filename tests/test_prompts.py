@@ -1,4 +1,4 @@
-"""Prompt templates (DESIGN §3.3, §7): include expansion confined to PROMPTS_DIR, one-pass render."""
+"""Prompt templates: include expansion confined to PROMPTS_DIR, one-pass render."""
 
 from __future__ import annotations
 
@@ -40,18 +40,18 @@ def test_template_without_includes_is_returned_verbatim(prompts_dir: Path) -> No
 
 
 def test_includes_resolve_relative_to_the_including_file(prompts_dir: Path) -> None:
-    write(prompts_dir, "wf/main.md", "A [{{include:parts/b.md}}] [{{ include : ../shared/s.md }}]")
+    write(prompts_dir, "wf/main.md", "A [{{include:parts/b.md}}] [{{ include : ../common/s.md }}]")
     write(prompts_dir, "wf/parts/b.md", "B<{{include:c.md}}>")  # wf/parts/c.md, not wf/c.md
     write(prompts_dir, "wf/parts/c.md", "C")
     write(prompts_dir, "wf/c.md", "WRONG C")
-    write(prompts_dir, "shared/s.md", "shared style")
+    write(prompts_dir, "common/s.md", "shared style")
     assert expand_includes(prompts_dir, "wf/main.md") == "A [B<C>] [shared style]"
 
 
 def test_nested_includes_into_shared(prompts_dir: Path) -> None:
-    write(prompts_dir, "a/top.md", "top {{include:../shared/one.md}}")
-    write(prompts_dir, "shared/one.md", "one {{include:two.md}}")
-    write(prompts_dir, "shared/two.md", "two")
+    write(prompts_dir, "a/top.md", "top {{include:../common/one.md}}")
+    write(prompts_dir, "common/one.md", "one {{include:two.md}}")
+    write(prompts_dir, "common/two.md", "two")
     assert expand_includes(prompts_dir, "a/top.md") == "top one two"
 
 
@@ -69,7 +69,7 @@ def _chain(root: Path, files: int) -> None:
 
 def test_include_depth_limit(prompts_dir: Path) -> None:
     # The code counts the top file: 10 files (9 nested includes) is the deepest accepted chain.
-    # DESIGN says "depth ≤ 10"; 11 files (10 include levels) is rejected here.
+    # Includes nest at most 10 deep; 11 files (10 include levels) is rejected here.
     assert MAX_INCLUDE_DEPTH == 10
     _chain(prompts_dir, 10)
     assert expand_includes(prompts_dir, "f0.md") == " ".join(f"L{i}" for i in range(9)) + " end"
@@ -156,10 +156,10 @@ def test_symlink_pointing_outside_is_refused(prompts_dir: Path) -> None:
 
 
 def test_dotdot_that_stays_inside_is_fine(prompts_dir: Path) -> None:
-    write(prompts_dir, "wf/sub/x.md", "{{include:../../shared/y.md}}")
-    write(prompts_dir, "shared/y.md", "Y")
+    write(prompts_dir, "wf/sub/x.md", "{{include:../../common/y.md}}")
+    write(prompts_dir, "common/y.md", "Y")
     assert expand_includes(prompts_dir, "wf/sub/x.md") == "Y"
-    assert expand_includes(prompts_dir, "wf/sub/../../shared/y.md") == "Y"
+    assert expand_includes(prompts_dir, "wf/sub/../../common/y.md") == "Y"
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`${…}` references (DESIGN §3.3): path syntax, typed whole-string values, interpolation."""
+"""`${…}` references: path syntax, typed whole-string values, interpolation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pydantic models of a workflow definition (DESIGN §3.1-3.4): the DSL's single source of truth.
+"""Pydantic models of a workflow definition: the DSL's single source of truth.
 
 Compatible with the earlier service's files: aliases (`timeout`, `outputs`, `method`,
 `parameters`/`params`/`config`, `error_mode` inside `config`) are normalised into one canonical

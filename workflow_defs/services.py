@@ -1,4 +1,4 @@
-"""The declarative service registry behind `external_api` steps (DESIGN §3.4): services.json.
+"""The declarative service registry behind `external_api` steps: services.json.
 
 Pure and load-time only: pydantic models of the registry, `load_services`, and `build_request`,
 which turns a step's parameters into an HTTP request without touching the network, the clock or

@@ -1,4 +1,4 @@
-"""Inbound-webhook triggers (DESIGN §6.2): workflow_defs/triggers.json, loaded at gateway start.
+"""Inbound-webhook triggers: workflow_defs/triggers.json, loaded at gateway start.
 
     {
       "sources": {"github": {"secret_env": "GITHUB_WEBHOOK_SECRET"}},

@@ -1,4 +1,4 @@
-"""/api/v1/alerts: the alert history (DESIGN §8) and a summary of it, read from the mirror DB."""
+"""/api/v1/alerts: the alert history and a summary of it, read from the mirror DB."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DELETE /api/v1/cache: drop cached external_api responses (DESIGN §8)."""
+"""DELETE /api/v1/cache: drop cached external_api responses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The transform library of the workflow DSL (DESIGN §3.4 `transform`).
+"""The transform library of the workflow DSL.
 
 Pure and deterministic: transforms run inside the interpreter workflow, so nothing here does
 I/O, reads the clock, env or randomness, or logs. Only the stdlib and (lazily) `jsonschema`.

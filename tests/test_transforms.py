@@ -442,6 +442,8 @@ SEED_FILE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "emergency
 
 
 def test_seed_transform_steps_pass_the_load_checks() -> None:
+    if not SEED_FILE.exists():
+        pytest.skip(f"{SEED_FILE} is not beside this checkout")
     steps = json.loads(SEED_FILE.read_text())["steps"]
     transforms = {s["id"]: s["config"] for s in steps if s["type"] == "transform"}
     assert transforms["format_places_data"]["config"] == SEED_TEMPLATE

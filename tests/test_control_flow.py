@@ -475,11 +475,10 @@ def test_graph_draws_blocks_as_subgraphs() -> None:
     from api.workflow_graph import mermaid_flowchart
     from workflow_defs.schema import WorkflowDefinition
 
-    leaf = lambda i: {
-        "id": i,
-        "type": "transform",
-        "config": {"operation": "pick", "config": {"keys": ["a"]}},
-    }  # noqa: E731
+    def leaf(i: str) -> dict[str, Any]:
+        config = {"operation": "pick", "config": {"keys": ["a"]}}
+        return {"id": i, "type": "transform", "config": config}
+
     defn = WorkflowDefinition.model_validate(
         workflow(
             {
@@ -584,7 +583,9 @@ async def test_record_control_flow_histories(
             }
         )
         handle = await harness.start(temporal_client, settings, harness.load(slow, settings))
+        deadline = asyncio.get_running_loop().time() + 10
         while fake_llm.in_flight < 2:
+            assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.05)
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):

@@ -23,11 +23,11 @@ from tests.conftest import TEMPORAL_BIN
 from tests.fakes.http_server import FakeHTTPServer
 from tests.test_replay import HISTORIES, SHIPPED_RUNS, route_for
 from worker.interpreter import InterpreterWorkflow
-from workflow_defs.schema import ACTIVITY_STEP_TYPES
 from worker.replay import history_dict, load_history_file
 from worker.replay_cli import cmd_replay, run_replay
 from worker.replay_report import describe_event
 from workflow_defs.catalog import load_catalog
+from workflow_defs.schema import ACTIVITY_STEP_TYPES
 
 QUICKSTART = HISTORIES / "quickstart.json"
 

@@ -19,7 +19,13 @@ from typing import Any
 
 from workflow_defs.expressions import ExpressionError, compile_condition
 from workflow_defs.prompts import PromptError, check_placeholders, expand_includes, placeholders
-from workflow_defs.references import ROOTS, ReferenceSyntaxError, find_references, parse_path
+from workflow_defs.references import (
+    ROOTS,
+    ReferenceSyntaxError,
+    find_references,
+    format_path,
+    parse_path,
+)
 from workflow_defs.schema import (
     ApprovalStep,
     ExternalApiStep,
@@ -151,6 +157,8 @@ def check_definition(
                 check_path(f"${{{raw}}}", path, where, earlier)
 
     def load_prompt(relative: str, where: str) -> str | None:
+        if relative in prompts:
+            return prompts[relative]  # several steps may share a template: expand it once
         try:
             text = expand_includes(prompts_dir, relative)
         except PromptError as exc:
@@ -182,7 +190,8 @@ def check_definition(
     def check_condition(text: str, where: str, earlier: dict[str, Any]) -> None:
         try:
             for path in compile_condition(text).paths():
-                check_path(f"condition: {text}", path, where, earlier)
+                # Quote the path, not the condition: a long one quoted per path adds up.
+                check_path(f"${{{format_path(path)}}}", path, where, earlier)
         except ExpressionError as exc:
             errors.append((where, str(exc)))
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workflow_defs.transforms.errors import TransformError
+from workflow_defs.transforms.limits import check_text
 from workflow_defs.transforms.spec import OperationSpec, Problem, deferred, kind_of
 
 MAX_SPLIT_LEVEL = 3
@@ -150,7 +151,7 @@ def _markdown_sections(data: Any, config: Mapping[str, Any]) -> dict[str, Any]:
         raise TransformError(
             "markdown_sections", "input", f"must be markdown text (got {kind_of(data)})"
         )
-    sections = split_sections(data)
+    sections = split_sections(check_text("markdown_sections", data))
     wanted = config.get("sections")
     if wanted is None:
         return sections

@@ -690,3 +690,46 @@ async def test_a_batched_foreach_counts_failures_across_batches(
     strict = {**step, "config": {**step["config"], "tolerated_failures": 1}}
     _, error = await run_failing(temporal_client, settings, engine, workflow(strict), items=items)
     assert "2 of 150 items failed (tolerated: 1)" in error["message"]
+
+
+async def test_a_loop_cannot_outgrow_its_history(
+    temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    """Instead of continue-as-new: max_iterations is at most 100 (refused above), and even 100
+    iterations of a block with an activity stay far below Temporal's event limits."""
+    assert "max_iterations" in str(
+        problems_of(
+            settings,
+            workflow(
+                {
+                    "id": "spin",
+                    "type": "loop",
+                    "config": {
+                        "steps": [mock_llm("x", "x")],
+                        "until": "input.a == 1",
+                        "max_iterations": 101,
+                    },
+                }
+            ),
+        )
+    )
+    defn = workflow(
+        {
+            "id": "spin",
+            "type": "loop",
+            "config": {
+                "steps": [mock_llm("ask", "round ${iteration}")],
+                "until": "iteration == 0",  # never: all 100 iterations run
+                "max_iterations": 100,
+                "keep_last": 2,
+            },
+        }
+    )
+    async with harness.running_worker(temporal_client, settings, engine):
+        handle = await harness.start(temporal_client, settings, harness.load(defn, settings))
+        result = await handle.result()
+        history = await handle.fetch_history()
+    spin = by_path(result)["spin"]
+    assert spin.summary["iterations"] == 100 and spin.summary["until_met"] is False
+    assert len(spin.summary["outputs"]) == 2  # keep_last bounds the record
+    assert len(history.events) < 2_000

@@ -27,6 +27,7 @@ from workflow_defs.references import (
     parse_path,
 )
 from workflow_defs.schema import (
+    LOOP_VARIABLES,
     ApprovalStep,
     ExternalApiStep,
     ForeachStep,
@@ -262,6 +263,7 @@ def check_definition(
                 check_condition(case.when, f"{base}.config.cases[{i}].when", earlier)
         elif isinstance(step, LoopStep):
             # `until` is read after each iteration: it sees that iteration's steps too.
+            block_variables = loc.variables | set(LOOP_VARIABLES)
             inner = {i: by_id[i] for i in block_ids(step)}
             check_condition(step.config.until, f"{base}.config.until", {**earlier, **inner})
         elif isinstance(step, WaitStep):

@@ -449,7 +449,8 @@ ADVERSARIAL = {
 
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
 def test_adversarial_megabyte_is_fast(name: str) -> None:
-    text = ADVERSARIAL[name]
+    # At most the transform input cap (1,000,000 characters): past it the step refuses at once.
+    text = ADVERSARIAL[name][:MB]
     assert len(text) >= MB * 0.99
     # Best of three: other work on a shared machine only ever adds time.
     elapsed = min(timeit.repeat(lambda: sections_of(text, sections=SECTIONS), number=1, repeat=3))

@@ -311,14 +311,22 @@ async def describe_job(job_id: str, temporal: TemporalLink) -> tuple[Any, Mappin
     return desc, memo
 
 
-async def cancel_job(job_id: str, *, temporal: TemporalLink, caller: Caller) -> JobStatus:
-    """Request cancellation; the interpreter records `cancelled` when it stops."""
+async def _open_job(
+    job_id: str, temporal: TemporalLink, caller: Caller, why: str = ""
+) -> JobStatus:
+    """The status of a job the caller may act on that has not finished; NotFound / Conflict."""
     desc, memo = await describe_job(job_id, temporal)
     if not caller.owns(memo.get("owner")):
         raise NotFound(f"job {job_id!r} not found")
     status = TEMPORAL_STATUS.get(desc.status, "running") if desc.status else "running"
     if status in TERMINAL_STATUSES:
-        raise Conflict(f"job {job_id!r} already {status}")
+        raise Conflict(f"job {job_id!r} already {status}{why}")
+    return status
+
+
+async def cancel_job(job_id: str, *, temporal: TemporalLink, caller: Caller) -> JobStatus:
+    """Request cancellation; the interpreter records `cancelled` when it stops."""
+    status = await _open_job(job_id, temporal, caller)
     try:
         client = await temporal.client()
         await client.get_workflow_handle(job_id).cancel()
@@ -347,12 +355,7 @@ async def send_update(
     """Deliver an approval (`approve`) or an event (`event`) to a waiting job; returns the
     step's output. Refusals: Conflict (nothing waiting, job over), Forbidden (not an approver),
     Unprocessable (breaks the step's schema)."""
-    desc, memo = await describe_job(job_id, temporal)
-    if not caller.owns(memo.get("owner")):
-        raise NotFound(f"job {job_id!r} not found")
-    status = TEMPORAL_STATUS.get(desc.status, "running") if desc.status else "running"
-    if status in TERMINAL_STATUSES:
-        raise Conflict(f"job {job_id!r} already {status}; nothing is waiting")
+    await _open_job(job_id, temporal, caller, "; nothing is waiting")
     try:
         client = await temporal.client()
         handle = client.get_workflow_handle(job_id)

@@ -99,3 +99,12 @@ def deadline_context(step_path: str) -> ErrorContext:
         step_id=step_path,
         details={"suggestions": ["raise the definition's timeout_seconds"]},
     )
+
+
+async def cancel_all(pending: list[Any]) -> None:
+    """Cancel the tasks still running (branches, items, batches) and wait until they stop, so
+    their records and child workflows settle before the step ends."""
+    for task in pending:
+        task.cancel()
+    if pending:
+        await workflow.wait(pending)

@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio import workflow
 
-from worker.steps.base import Runner, StepAt, StepFailed, StepOutcome, failure
+from worker.steps.base import Runner, StepAt, StepFailed, StepOutcome, cancel_all, failure
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import FOREACH_BATCH_WORKFLOW, ForeachBatchInput, ForeachBatchResult
@@ -73,10 +73,7 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
             if cfg.on_item_error == "fail" and len(failures) > tolerated:
                 break
     finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await workflow.wait(pending)
+        await cancel_all(pending)
     summary = {
         "items": len(items),
         "completed": len(results),
@@ -180,10 +177,7 @@ async def _run_batched(
             if cfg.on_item_error == "fail" and len(failures) > tolerated:
                 break
     finally:
-        for task in pending:
-            task.cancel()  # cancels the child workflow too
-        if pending:
-            await workflow.wait(pending)
+        await cancel_all(pending)  # cancels the child workflows too
     summary = {
         "items": len(items),
         "completed": len(results),

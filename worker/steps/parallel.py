@@ -8,7 +8,7 @@ from typing import Any
 
 from temporalio import workflow
 
-from worker.steps.base import Runner, StepAt, StepFailed, StepOutcome
+from worker.steps.base import Runner, StepAt, StepFailed, StepOutcome, cancel_all
 
 
 async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
@@ -44,10 +44,7 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
                 break
     finally:
         # Also on cancellation of the job: every branch still running is cancelled with it.
-        for task in pending:
-            task.cancel()
-        if pending:
-            await workflow.wait(pending)
+        await cancel_all(pending)
     if failed is not None and not (cfg.join == "any" and winner):
         raise failed
     # What the branches' own steps wrote is visible after the parallel, by id.

@@ -56,9 +56,7 @@ class Job(SQLModel, table=True):
     # The job whose sub_workflow step started this one.
     parent_job_id: str | None = Field(default=None, max_length=200)
     # Since when the job waits for an approval or an event; null when it does not.
-    waiting_since: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True))
-    )
+    waiting_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # Removed from the job list by DELETE /jobs/bulk; the row (and Temporal's history) stays.
     deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     created_at: datetime = Field(

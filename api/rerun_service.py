@@ -80,6 +80,20 @@ def reusable_outputs(
     return reused
 
 
+def reusable_items(row: Job, from_step: str | None) -> dict[str, dict[str, object]]:
+    """A failed foreach rerun from itself keeps the items that completed (a redrive)."""
+    for record in (row.job_metadata or {}).get("steps", []):
+        if (
+            isinstance(record, dict)
+            and record.get("parent") is None
+            and record.get("id") == from_step
+            and record.get("status") == "failed"
+            and isinstance((record.get("summary") or {}).get("item_outputs"), dict)
+        ):
+            return {str(from_step): record["summary"]["item_outputs"]}
+    return {}
+
+
 async def rerun_job(
     job_id: str,
     from_step: str | None,
@@ -106,6 +120,7 @@ async def rerun_job(
     original = await original_input(temporal, job_id)
     definition = WorkflowDefinition.model_validate(original.definition.definition)
     reuse = reusable_outputs(definition, row, from_step)
+    items = reusable_items(row, from_step)
 
     webhook = original.webhook
     secret = None
@@ -146,7 +161,7 @@ async def rerun_job(
         definition=original.definition,
         input_data=original.input_data,
         webhook=webhook,
-        options=RunOptions(reuse_steps=reuse),
+        options=RunOptions(reuse_steps=reuse, reuse_items=items),
         labels=original.labels,
     )
     try:
@@ -162,7 +177,8 @@ async def rerun_job(
         raise ServiceUnavailable(
             f"could not start the rerun in Temporal: {type(exc).__name__}"
         ) from exc
-    return _accepted(row, now, new_id), list(reuse), False
+    redriven = [f"{step}[{i}]" for step, outputs in items.items() for i in outputs]
+    return _accepted(row, now, new_id), [*reuse, *redriven], False
 
 
 def _accepted(row: Job, created: datetime, job_id: str | None = None) -> JobAccepted:

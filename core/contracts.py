@@ -39,6 +39,9 @@ class WebhookTarget(BaseModel):
 class RunOptions(BaseModel):
     # Outputs recorded by an earlier run, reused instead of re-running those steps (rerun).
     reuse_steps: dict[str, Any] = Field(default_factory=dict)
+    # A failed foreach rerun from itself: the outputs of the items that completed, by foreach
+    # path and item index; only the failed and unrun items run again.
+    reuse_items: dict[str, dict[str, Any]] = Field(default_factory=dict)
     mirror: bool = True
     # How long the interpreter itself retries a mirror write before handing it to a detached
     # MirrorWorkflow and finishing the job (the database being down never holds a job open).
@@ -202,6 +205,8 @@ class ForeachBatchInput(BaseModel):
     path: str  # its path in the parent
     offset: int  # index of the first item of this batch
     items: list[Any]
+    # The items' indexes when they are not offset, offset + 1, … (a rerun skipping some).
+    indexes: list[int] | None = None
     # What the block may read: the namespace the foreach saw (input, steps, context).
     namespace: dict[str, Any]
     deadline: str  # the parent job's deadline, ISO 8601

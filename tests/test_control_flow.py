@@ -524,6 +524,7 @@ def test_the_dsl_json_schema_recurses_into_blocks() -> None:
 # --- committed histories of runs that use each control step -------------------------------------
 
 HISTORIES = Path(__file__).parent / "histories"
+REPO_DEFS = Path(__file__).resolve().parents[1] / "workflow_defs"
 TREE = workflow(
     {
         "id": "checks",
@@ -733,3 +734,58 @@ async def test_a_loop_cannot_outgrow_its_history(
     assert spin.summary["iterations"] == 100 and spin.summary["until_met"] is False
     assert len(spin.summary["outputs"]) == 2  # keep_last bounds the record
     assert len(history.events) < 2_000
+
+
+async def test_rerunning_a_failed_foreach_runs_only_the_items_that_did_not_complete(
+    temporal_client: Client,
+    settings: Settings,
+    engine: Engine,
+    upstream: FakeHTTPServer,
+    tmp_path: Path,
+) -> None:
+    """A redrive, as Step Functions does for Map: completed items are reused, not paid again."""
+    import shutil
+
+    from tests.api_server import gateway
+    from tests.test_api_jobs import poll
+
+    answers = FakeLLM()
+    upstream.route("POST", CHAT, answers)
+    defs = tmp_path / "defs"
+    shutil.copytree(REPO_DEFS, defs)
+    flaky = workflow(
+        {
+            "id": "enrich",
+            "type": "foreach",
+            "config": {
+                "items": "${input.items}",
+                "max_concurrency": 1,
+                "steps": [llm("ask", "echo: ${item}")],
+                "output": "${steps.ask.content}",
+            },
+        }
+    )
+    (defs / "flaky.json").write_text(json.dumps({**flaky, "name": "flaky"}))
+    cfg = settings.model_copy(update={"workflow_defs_dir": defs})
+    items = ["a", "b", "fail c", "d"]
+    async with harness.running_worker(temporal_client, cfg, engine):
+        async with gateway(cfg, engine=engine, temporal_client=temporal_client) as api:
+            first_id = (
+                await api.post(
+                    "/api/v1/jobs", json={"workflow_name": "flaky", "input_data": {"items": items}}
+                )
+            ).json()["job_id"]
+            first = await poll(api, first_id)
+            calls_before = answers.calls
+            # The provider recovers: "fail c" now answers (the fake fails prompts saying fail).
+            upstream.route("POST", CHAT, FakeLLM())
+            rerun = await api.post(f"/api/v1/jobs/{first_id}/rerun", json={"from_step": "enrich"})
+            second = await poll(api, rerun.json()["job_id"])
+    assert first["status"] == "failed" and calls_before == 3  # a, b, then c failed: d never ran
+    record = next(s for s in first["metadata"]["steps"] if s["path"] == "enrich")
+    assert record["summary"]["item_outputs"] == {"0": "a", "1": "b"}
+    assert rerun.json()["reused_steps"] == ["enrich[0]", "enrich[1]"]
+    assert second["status"] == "failed"  # "fail c" still says fail to the fake
+    asked = {s["path"] for s in second["metadata"]["steps"] if s["type"] == "llm"}
+    assert "enrich[2].ask" in asked
+    assert not asked & {"enrich[0].ask", "enrich[1].ask"}  # a and b were not asked again

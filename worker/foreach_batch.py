@@ -37,8 +37,8 @@ class ForeachBatchWorkflow(InterpreterWorkflow):
         cfg = step.config
         scope = Scope(dict(batch.namespace))
         result = ForeachBatchResult()
-        for offset, item in enumerate(batch.items):
-            index = batch.offset + offset
+        indexes = batch.indexes or [batch.offset + n for n in range(len(batch.items))]
+        for index, item in zip(indexes, batch.items, strict=True):
             item_scope = scope.child(**{cfg.as_: item, cfg.index_as: index})
             try:
                 output = await self.run_block(

@@ -237,6 +237,7 @@ class InterpreterWorkflow:
         except StepFailed as failed:
             record.status = "failed"
             record.error = failed.context.model_dump(mode="json")
+            record.summary = failed.summary
             record.attempts = failed.context.attempt or record.attempts or 1
             mode = self.defn.step_error_mode(step)
             if failed.timed_out or mode != "continue":

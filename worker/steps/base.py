@@ -23,10 +23,18 @@ with workflow.unsafe.imports_passed_through():
 
 
 class StepFailed(Exception):
-    def __init__(self, context: ErrorContext, *, timed_out: bool = False) -> None:
+    def __init__(
+        self,
+        context: ErrorContext,
+        *,
+        timed_out: bool = False,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(context.message)
         self.context = context
         self.timed_out = timed_out
+        # What the failed step's record keeps (a foreach: the items that completed).
+        self.summary = summary
 
 
 @dataclass

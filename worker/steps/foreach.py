@@ -36,8 +36,10 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
     items = _items(at.resolver.resolve(cfg.items), at.path)
     concurrency = _concurrency(at.resolver.resolve(cfg.max_concurrency), at.path)
     tolerated = _tolerated(cfg.tolerated_failures, len(items))
-    if len(items) > BATCH_THRESHOLD:
-        return await _run_batched(runner, step, at, items, concurrency, tolerated)
+    # A rerun of a failed foreach from itself runs only the items that did not complete.
+    reused = {int(i): out for i, out in runner.inp.options.reuse_items.get(at.path, {}).items()}
+    if len(items) - len(reused) > BATCH_THRESHOLD:
+        return await _run_batched(runner, step, at, items, concurrency, tolerated, reused)
     gate = asyncio.Semaphore(concurrency)
 
     async def one(index: int, item: Any) -> Any:
@@ -51,14 +53,15 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
                 output = resolver.resolve(cfg.output)
             return output
 
-    tasks = [asyncio.create_task(one(i, item)) for i, item in enumerate(items)]
-    results: dict[int, Any] = {}
+    todo = [i for i in range(len(items)) if i not in reused]
+    tasks = [asyncio.create_task(one(i, items[i])) for i in todo]
+    results: dict[int, Any] = dict(reused)
     failures: dict[int, StepFailed] = {}
     pending = list(tasks)
     try:
         while pending:
             done, pending = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for index, task in enumerate(tasks):  # item order: the same on every replay
+            for index, task in zip(todo, tasks, strict=True):  # item order, on every replay
                 if task not in done or index in results or index in failures:
                     continue
                 if task.cancelled():
@@ -79,6 +82,7 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
         "completed": len(results),
         "failed": sorted(failures),
         "max_concurrency": concurrency,
+        **({"reused": len(reused)} if reused else {}),
     }
     contexts = {i: f.context for i, f in failures.items()}
     timed_out = any(f.timed_out for f in failures.values())
@@ -105,7 +109,10 @@ def _outcome(
                 f"{tolerated}); first, item {min(failures)}: {first.message}"
             }
         )
-        raise StepFailed(context, timed_out=timed_out)
+        # The completed items' outputs stay with the record: a rerun from this step reuses
+        # them and runs only the failed and unrun items (a redrive).
+        kept = {**summary, "item_outputs": {str(i): results[i] for i in sorted(results)}}
+        raise StepFailed(context, timed_out=timed_out, summary=kept)
     if cfg.on_item_error == "drop":
         output = [results[i] for i in range(count) if i in results]
     else:
@@ -114,26 +121,32 @@ def _outcome(
 
 
 async def _run_batched(
-    runner: Runner, step: Any, at: StepAt, items: list[Any], concurrency: int, tolerated: int
+    runner: Runner,
+    step: Any,
+    at: StepAt,
+    items: list[Any],
+    concurrency: int,
+    tolerated: int,
+    reused: dict[int, Any],
 ) -> StepOutcome:
     cfg = step.config
     namespace = {**at.scope.namespace, "steps": dict(at.scope.steps)}
     job = runner.inp.model_copy(update={"webhook": None})
-    batches = [
-        (offset, items[offset : offset + cfg.batch_size])
-        for offset in range(0, len(items), cfg.batch_size)
-    ]
+    todo = [i for i in range(len(items)) if i not in reused]
+    batches = [todo[n : n + cfg.batch_size] for n in range(0, len(todo), cfg.batch_size)]
     gate = asyncio.Semaphore(concurrency)
     run_id = workflow.info().run_id
 
-    async def one(number: int, offset: int, chunk: list[Any]) -> ForeachBatchResult:
+    async def one(number: int, indexes: list[int]) -> ForeachBatchResult:
         async with gate:
+            contiguous = indexes == list(range(indexes[0], indexes[0] + len(indexes)))
             batch = ForeachBatchInput(
                 job=job,
                 step_id=step.id,
                 path=at.path,
-                offset=offset,
-                items=chunk,
+                offset=indexes[0],
+                items=[items[i] for i in indexes],
+                indexes=None if contiguous else indexes,
                 namespace=namespace,
                 deadline=runner.deadline.isoformat(),
             )
@@ -147,11 +160,11 @@ async def _run_batched(
                 batch,
                 id=f"{runner.inp.job_id}:foreach:{run_id}:{at.path}:{number}",
                 result_type=ForeachBatchResult,
-                static_summary=f"{at.path} items {offset}-{offset + len(chunk) - 1}",
+                static_summary=f"{at.path} items {indexes[0]}-{indexes[-1]}",
             )
 
-    tasks = [asyncio.create_task(one(n, off, chunk)) for n, (off, chunk) in enumerate(batches)]
-    results: dict[int, Any] = {}
+    tasks = [asyncio.create_task(one(n, indexes)) for n, indexes in enumerate(batches)]
+    results: dict[int, Any] = dict(reused)
     failures: dict[int, ErrorContext] = {}
     tokens, cost = 0, 0.0
     pending = list(tasks)
@@ -185,6 +198,7 @@ async def _run_batched(
         "max_concurrency": concurrency,
         "batches": len(batches),
         "batch_size": cfg.batch_size,
+        **({"reused": len(reused)} if reused else {}),
     }
     return _outcome(
         cfg,

@@ -153,7 +153,7 @@ async def test_parallel_fail_fast_cancels_the_other_branches(
         }
     )
     started = time.monotonic()
-    desc, error = await run_failing(temporal_client, settings, engine, defn)
+    _, error = await run_failing(temporal_client, settings, engine, defn)
     assert time.monotonic() - started < 3.0  # did not wait for the slow branch
     assert desc.status == WorkflowExecutionStatus.FAILED
     assert error["step_id"] == "checks.bad.refused" and error["type"] == "UPSTREAM_REJECTED"
@@ -789,3 +789,53 @@ async def test_rerunning_a_failed_foreach_runs_only_the_items_that_did_not_compl
     asked = {s["path"] for s in second["metadata"]["steps"] if s["type"] == "llm"}
     assert "enrich[2].ask" in asked
     assert not asked & {"enrich[0].ask", "enrich[1].ask"}  # a and b were not asked again
+
+
+def failing_block(kind: str) -> dict[str, Any]:
+    inner = [llm("inner", "echo: fail")]
+    configs: dict[str, dict[str, Any]] = {
+        "parallel": {"branches": {"only": inner}},
+        "foreach": {"items": ["x"], "steps": inner},
+        "switch": {"cases": [{"when": "input.go == true", "steps": inner}]},
+        "loop": {"steps": inner, "until": "input.go == true", "max_iterations": 2},
+    }
+    return {"id": "block", "type": kind, "config": configs[kind]}
+
+
+@pytest.mark.parametrize("kind", ["parallel", "foreach", "switch", "loop"])
+@pytest.mark.parametrize("mode", ["fail", "continue"])
+async def test_a_failing_block_under_each_error_mode(
+    temporal_client: Client,
+    settings: Settings,
+    engine: Engine,
+    fake_llm: FakeLLM,
+    kind: str,
+    mode: str,
+) -> None:
+    step = {**failing_block(kind), "error_mode": mode, "default": {"fallback": kind}}
+    defn = workflow(step, llm("after", "echo: after"))
+    if mode == "fail":
+        _, error = await run_failing(temporal_client, settings, engine, defn, go=True)
+        assert error["type"] == "UPSTREAM_REJECTED" or "items failed" in error["message"]
+        assert error["step_id"].startswith("block")
+    else:
+        result = await run(temporal_client, settings, engine, defn, go=True)
+        block = by_path(result)["block"]
+        assert block.status == "failed" and block.output == {"fallback": kind}
+        assert result.status == "completed" and result.output["content"] == "after"
+
+
+@pytest.mark.parametrize("kind", ["parallel", "foreach", "loop"])
+async def test_the_job_deadline_stops_a_block(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: FakeLLM, kind: str
+) -> None:
+    slow = [llm("inner", "echo: slow")]
+    configs: dict[str, dict[str, Any]] = {
+        "parallel": {"branches": {"a": slow}},
+        "foreach": {"items": ["x", "y"], "steps": slow},
+        "loop": {"steps": slow, "until": "input.never == true", "max_iterations": 3},
+    }
+    defn = workflow({"id": "block", "type": kind, "config": configs[kind]}, timeout_seconds=1)
+    _, error = await run_failing(temporal_client, settings, engine, defn)
+    assert error["type"] == "WORKFLOW_TIMEOUT", error
+    assert error["step_id"].startswith("block")

@@ -153,7 +153,7 @@ async def test_parallel_fail_fast_cancels_the_other_branches(
         }
     )
     started = time.monotonic()
-    _, error = await run_failing(temporal_client, settings, engine, defn)
+    desc, error = await run_failing(temporal_client, settings, engine, defn)
     assert time.monotonic() - started < 3.0  # did not wait for the slow branch
     assert desc.status == WorkflowExecutionStatus.FAILED
     assert error["step_id"] == "checks.bad.refused" and error["type"] == "UPSTREAM_REJECTED"

@@ -6,7 +6,8 @@ Node ids are positional (`s0`, `s1`, …), never the step ids: a step may be cal
 Steps run in order; a step with `when` may be skipped, so each conditional step keeps the
 nodes before it as possible predecessors of the next step. Those bypass edges are dashed and
 say which steps they skip, so chained conditions stay exact. A control step is a node of its
-own shape (hexagon: parallel/foreach, diamond: switch, circle: loop, flag: wait) followed by a
+own shape (hexagon: parallel/foreach, diamond: switch, circle: loop, flag: wait, trapezoids:
+approval/wait_for_event, double circle: sub_workflow) followed by a
 subgraph per block; a switch labels each case's edge, a loop draws its edge back.
 """
 
@@ -32,6 +33,9 @@ SHAPES: dict[str, tuple[str, str]] = {
     "switch": ("{", "}"),  # diamond: a decision
     "loop": ("((", "))"),  # circle: the loop's head
     "wait": (">", "]"),  # asymmetric flag: a pause
+    "approval": ("[/", "\\]"),  # trapezoid: a person decides
+    "wait_for_event": ("[\\", "/]"),  # inverted trapezoid: the outside world answers
+    "sub_workflow": ("(((", ")))"),  # double circle: a whole workflow
 }
 DEFAULT_SHAPE = ("[", "]")
 

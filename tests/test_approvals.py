@@ -335,7 +335,16 @@ async def test_record_approval_histories(api: httpx.AsyncClient, temporal_client
         f"/api/v1/jobs/{decided}/approvals/review", json={"approved": True}, headers=ALICE
     )
     timed_out = await start(api, "approve_timeout_no")
-    for job_id, name in ((decided, "approval_decided"), (timed_out, "approval_timed_out")):
+    event = await start(api, "event_wait")
+    await until_waiting(api, event)
+    await api.post(
+        f"/api/v1/jobs/{event}/events/payment.settled", json={"amount": 1}, headers=ALICE
+    )
+    for job_id, name in (
+        (decided, "approval_decided"),
+        (timed_out, "approval_timed_out"),
+        (event, "event_received"),
+    ):
         await poll(api, job_id, headers=ALICE)
         history = await temporal_client.get_workflow_handle(job_id).fetch_history()
         (histories / f"{name}.json").write_text(history.to_json() + "\n")

@@ -516,6 +516,14 @@ def test_graph_draws_blocks_as_subgraphs() -> None:
     assert '    s1 -.->|"default"| s1_1_0' in source
     assert '    s2_0_0 -.->|"until input.k == 2"| s2' in source and "    s2 --> s3" in source
     assert '    s3>"w8 (wait)' in source
+    waits = WorkflowDefinition.model_validate(
+        workflow(
+            {"id": "ok", "type": "approval", "config": {}},
+            {"id": "paid", "type": "wait_for_event", "config": {"event": "p"}},
+        )
+    )
+    shapes = mermaid_flowchart(waits)
+    assert '    s0[/"ok (approval)"\\]' in shapes and '    s1[\\"paid (wait_for_event)"/]' in shapes
     assert source.count("subgraph") == source.count("\n    end\n") + source.count("\n        end\n")
 
 

@@ -35,6 +35,7 @@ async def follow(
     event_id = 0
     last_status: str | None = None
     last_steps: dict[str, str] = {}
+    last_waiting: list[Any] = []
     last_sent = time.monotonic()
     view = first
     while True:
@@ -42,6 +43,12 @@ async def follow(
             event_id += 1
             yield sse("status", {"job_id": view.job_id, "status": view.status}, event_id)
             last_status = view.status
+            last_sent = time.monotonic()
+        if view.waiting != last_waiting and view.status not in TERMINAL_STATUSES:
+            # Approvals and awaited events: what the job waits for now (an empty list: no more).
+            event_id += 1
+            yield sse("waiting", {"job_id": view.job_id, "waiting": view.waiting}, event_id)
+            last_waiting = list(view.waiting)
             last_sent = time.monotonic()
         steps = _step_statuses(view)
         for step_id, state in steps.items():

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workflow_defs.loader import LoadedDefinition, Problem
 from workflow_defs.schema import InputSpec, WorkflowDefinition
+from workflow_defs.tree import walk_steps
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -24,7 +25,7 @@ class InputView(BaseModel):
 
 class StepView(BaseModel):
     id: str
-    type: str = Field(description="llm, external_api, transform, http or webhook")
+    type: str = Field(description="llm, external_api, transform, http, webhook or a control step")
     display_name: str | None = None
     description: str | None = None
     when: str | None = Field(default=None, description="Condition; the step is skipped when false")
@@ -32,6 +33,10 @@ class StepView(BaseModel):
         description="Effective mode (step, else config, else the definition's default): "
         "fail, continue or retry"
     )
+    parent: str | None = Field(
+        default=None, description="Id of the control step whose block holds it (top level: null)"
+    )
+    json_path: str = Field(default="", description="Where it is in the definition")
 
 
 class Issue(BaseModel):
@@ -212,8 +217,11 @@ def detail_of(loaded: LoadedDefinition, versions: list[str]) -> WorkflowDetail:
             description=step.description,
             when=step.when,
             error_mode=defn.step_error_mode(step),
+            parent=loc.parent,
+            json_path=loc.json_path,
         )
-        for step in defn.steps
+        for loc in walk_steps(defn.steps)
+        for step in (loc.step,)
     ]
     return WorkflowDetail(
         name=loaded.name,

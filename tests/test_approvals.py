@@ -287,8 +287,23 @@ async def test_an_approval_from_the_temporal_cli(
     assert job["output"]["decided_by"] == "temporal-cli"
 
 
+async def read_sse_until_waiting(api: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    async with api.stream("GET", f"/api/v1/jobs/{job_id}/events", headers=ALICE) as resp:
+        name = None
+        async for line in resp.aiter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: ") and name == "waiting":
+                data: dict[str, Any] = json.loads(line.removeprefix("data: "))
+                if data["waiting"]:
+                    return data
+    raise AssertionError("the stream ended without a waiting event")
+
+
 async def test_wait_for_event_takes_a_valid_payload(api: httpx.AsyncClient) -> None:
     job_id = await start(api, "event_wait")
+    streamed = await asyncio.wait_for(read_sse_until_waiting(api, job_id), 20)
+    assert streamed["waiting"][0]["kind"] == "event"
     view = await until_waiting(api, job_id)
     assert view["waiting"][0]["event"] == "payment.settled"
     nothing = await api.post(f"/api/v1/jobs/{job_id}/events/other", json={}, headers=ALICE)

@@ -327,6 +327,7 @@ async def _open_job(
 async def cancel_job(job_id: str, *, temporal: TemporalLink, caller: Caller) -> JobStatus:
     """Request cancellation; the interpreter records `cancelled` when it stops."""
     status = await _open_job(job_id, temporal, caller)
+    temporal.live_cache.drop(job_id)
     try:
         client = await temporal.client()
         await client.get_workflow_handle(job_id).cancel()
@@ -356,6 +357,7 @@ async def send_update(
     step's output. Refusals: Conflict (nothing waiting, job over), Forbidden (not an approver),
     Unprocessable (breaks the step's schema)."""
     await _open_job(job_id, temporal, caller, "; nothing is waiting")
+    temporal.live_cache.drop(job_id)
     try:
         client = await temporal.client()
         handle = client.get_workflow_handle(job_id)
@@ -509,7 +511,7 @@ async def _job_view(
         raise NotFound(f"job {job_id!r} not found")
     if row is not None and row.status in TERMINAL_STATUSES:
         return _view_from_row(row, settings, progress=None)
-    live = await _live_state(job_id, temporal)
+    live = await _live_state(job_id, temporal, row)
     if row is None and (live is None or (caller is not None and not caller.owns(live["owner"]))):
         raise NotFound(f"job {job_id!r} not found")
     if row is None:
@@ -641,7 +643,55 @@ def duration_ms(row: Job) -> int | None:
     return None
 
 
-async def _live_state(job_id: str, temporal: TemporalLink) -> dict[str, Any] | None:
+async def _live_state(
+    job_id: str, temporal: TemporalLink, row: Job | None = None
+) -> dict[str, Any] | None:
+    """A running job's state in Temporal (status, run, progress), or None when it has none.
+
+    Clients poll running jobs every fraction of a second and each read costs the server a
+    describe and a query; within LIVE_TTL_SECONDS a gateway answers from what it last read
+    (a finished job is served from its mirror row, which never waits on this)."""
+    cached = temporal.live_cache.get(job_id)
+    if cached is not None:
+        return cached
+    state = None
+    if row is not None and row.status == "running":
+        # The mirror already says running: the progress query alone tells the rest.
+        state = await _progress_of_running(job_id, temporal, row)
+    if state is None:
+        state = await _read_live_state(job_id, temporal)
+    if state is not None and state["status"] not in TERMINAL_STATUSES:
+        temporal.live_cache.put(job_id, state)
+    return state
+
+
+async def _progress_of_running(
+    job_id: str, temporal: TemporalLink, row: Job
+) -> dict[str, Any] | None:
+    """Live state of a job the mirror shows running, from one query; None to ask in full
+    (the run ended, or the query failed)."""
+    try:
+        client = await temporal.client()
+        progress = await client.get_workflow_handle(job_id).query(
+            "progress", result_type=Progress, rpc_timeout=timedelta(seconds=2)
+        )
+    except Exception:
+        return None
+    if progress.status in TERMINAL_STATUSES:
+        return None
+    return {
+        "status": "running",
+        "run_id": row.run_id,
+        "start_time": db.as_utc(row.created_at),
+        "workflow_name": row.workflow_name,
+        "workflow_version": row.workflow_version,
+        "owner": row.owner,
+        "workflow_task_attempts": None,
+        "progress": progress.model_dump(),
+    }
+
+
+async def _read_live_state(job_id: str, temporal: TemporalLink) -> dict[str, Any] | None:
     try:
         desc, memo = await describe_job(job_id, temporal)
         client = await temporal.client()

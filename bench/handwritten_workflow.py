@@ -35,6 +35,7 @@ class HandwrittenWorkflow:
     @workflow.run
     async def run(self, inp: dict[str, Any]) -> dict[str, Any]:
         self._job_id = inp["job_id"]
+        self._provider = inp.get("provider", "mock")
         self._deadline = workflow.now() + WORKFLOW_TIMEOUT
         topic = inp["topic"]
         outline = await self._llm("outline", f"Outline a short article about {topic}.")
@@ -51,7 +52,7 @@ class HandwrittenWorkflow:
             LlmCallInput(
                 step_id=step_id,
                 job_id=self._job_id,
-                provider="mock",
+                provider=self._provider,
                 model=MODEL,
                 prompt=prompt,
                 request_timeout_seconds=120,

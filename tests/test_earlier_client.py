@@ -45,7 +45,7 @@ def llm_answers(req: Request) -> Response:
     """The provider: slow for topics asking for it, a 400 for `fail`, else a JSON reply."""
     prompt = json.dumps(req.json())
     if "topic-slow" in prompt:
-        return Response(200, openai_chat_body(json.dumps({"title": "T", "points": ["a"]})), delay=6)
+        return Response(200, openai_chat_body(json.dumps({"title": "T", "points": ["a"]})), delay=8)
     if "topic-fail" in prompt:
         return openai_error(400, "context length exceeded")
     return openai_chat(json.dumps({"title": "T", "points": ["a", "b", "c"]}))
@@ -57,7 +57,7 @@ def client_settings(settings: Settings, tmp_path: Path) -> Settings:
     defs = tmp_path / "defs"
     shutil.copytree(REPO_DEFS, defs, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     quick = json.loads((REPO_DEFS / "quickstart.json").read_text())
-    quick.update(name="quickstart_deadline", timeout_seconds=2)
+    quick.update(name="quickstart_deadline", timeout_seconds=5)
     (defs / "quickstart_deadline.json").write_text(json.dumps(quick))
     return settings.model_copy(
         update={"api_keys": [SECRET], "llm_webhook_secret": SECRET, "workflow_defs_dir": defs}

@@ -25,7 +25,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 from worker import job_effects as effects
 from worker.steps import HANDLERS
@@ -165,7 +165,7 @@ class InterpreterWorkflow:
         if running_mirror is not None:
             try:
                 await running_mirror[0]
-            except ActivityError:
+            except effects.MIRROR_FAILED:
                 pass  # the final write below carries everything the "running" row would
         final_mirror = effects.start_mirror(
             inp,

@@ -183,3 +183,22 @@ async def test_record_failed_history(
         )
         history = await handle.fetch_history()
     (HISTORIES / "quickstart_failed.json").write_text(history.to_json() + "\n")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LLMFLOW_RECORD_HISTORIES"),
+    reason="set LLMFLOW_RECORD_HISTORIES=1 to re-record",
+)
+async def test_record_local_mirror_history(
+    temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
+) -> None:
+    """A run since the mirror writes became local activities (the patched path)."""
+    route_for("quickstart", upstream)
+    loaded = load_catalog(settings).definitions.get("quickstart")
+    assert loaded is not None
+    async with harness.running_worker(temporal_client, settings, engine):
+        handle = await harness.start(temporal_client, settings, loaded, SHIPPED_RUNS["quickstart"])
+        await handle.result()
+        history = await handle.fetch_history()
+    assert any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+    (HISTORIES / "quickstart_local_mirror.json").write_text(history.to_json() + "\n")

@@ -28,7 +28,15 @@ from typing import Any
 
 import temporalio
 
-from bench import cache, end_to_end, gateway, interpreter_vs_handwritten, parallel, scale
+from bench import (
+    cache,
+    end_to_end,
+    gateway,
+    interpreter_vs_handwritten,
+    parallel,
+    scale,
+    waiting,
+)
 from bench.common import Server, dev_server
 
 DEFAULT_OUT = Path(".llmflow/bench/latest.json")
@@ -49,6 +57,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "gateway": Benchmark(gateway.run, needs_server=True, time_limit_s=90),
     "parallel": Benchmark(parallel.run, needs_server=True, time_limit_s=90),
     "end_to_end": Benchmark(end_to_end.run, needs_server=True, time_limit_s=240),
+    "waiting": Benchmark(waiting.run, needs_server=True, time_limit_s=400),
 }
 
 

@@ -20,6 +20,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import QueryRejectCondition
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -672,8 +673,13 @@ async def _progress_of_running(
     (the run ended, or the query failed)."""
     try:
         client = await temporal.client()
+        # NOT_OPEN: a run that closed (terminated, timed out from outside) is refused rather
+        # than replayed to its last state, and the full read below reconciles it.
         progress = await client.get_workflow_handle(job_id).query(
-            "progress", result_type=Progress, rpc_timeout=timedelta(seconds=2)
+            "progress",
+            result_type=Progress,
+            rpc_timeout=timedelta(seconds=2),
+            reject_condition=QueryRejectCondition.NOT_OPEN,
         )
     except Exception:
         return None

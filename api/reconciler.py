@@ -125,7 +125,10 @@ async def reconcile_row(
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
-        return 0  # submitted but never started, or retention expired: nothing to mirror
+        # Submitted but never started, or retention expired: nothing to mirror. Touch it so the
+        # scan (oldest first, a batch at a time) moves on instead of revisiting it forever.
+        await asyncio.to_thread(db.touch_job, engine, row.job_id)
+        return 0
     status = CLOSED_STATUS.get(desc.status) if desc.status else None
     if stuck is not None:
         await _note_stuck(engine, row, desc, stuck, running=status is None)

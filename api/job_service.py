@@ -596,9 +596,10 @@ def with_flat_fields(view: JobView) -> JobView:
     return view
 
 
-def as_earlier_client_sees_it(view: JobView) -> JobView:
+def as_earlier_client_sees_it(view: Any) -> Any:
     """The earlier service had no `timed_out`: its clients poll until completed, failed or
-    cancelled, so a timeout reads as `failed` with a message that says so."""
+    cancelled, so a timeout reads as `failed` with a message that says so. Takes a JobView or
+    a JobSummary (both have `status` and `error_message`)."""
     if view.status == "timed_out":
         view.status = "failed"
         reason = view.error_message or "the workflow's timeout_seconds elapsed"

@@ -12,7 +12,6 @@ foreach's record, its summary and the rolled-up tokens and cost.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from temporalio import workflow
 
@@ -57,8 +56,3 @@ class ForeachBatchWorkflow(InterpreterWorkflow):
     def _details(self) -> str:
         p = self._progress
         return f"foreach batch: {len([s for s in p.steps.values() if s != 'running'])} steps done"
-
-
-def batch_namespace(scope: Scope) -> dict[str, Any]:
-    """The namespace a batch carries: what the foreach's block may read, flattened."""
-    return {**scope.namespace, "steps": dict(scope.steps)}

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 
 from api.auth import Principal
 from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
+from api.job_service import as_earlier_client_sees_it
 from api.routers.jobs import SUBMIT_RESPONSES, IdempotencyKey, JobViewDep, submit
 from api.schemas import (
     EarlierJobCreate,
@@ -27,8 +28,8 @@ from core.contracts import JobMetadata, llm_calls
 router = APIRouter(tags=["compatibility"])
 log = logging.getLogger("llmflow.api")
 
-# The earlier service's words for our statuses (it had no timed_out).
-EARLIER_STATUS = {"running": "processing", "timed_out": "failed"}
+# The earlier service's word for running (a timeout reads as failed: as_earlier_client_sees_it).
+EARLIER_STATUS = {"running": "processing"}
 
 
 async def submit_earlier(
@@ -75,11 +76,10 @@ async def read_status_legacy(view: JobViewDep) -> LegacyStatusView:
     """`GET /api/v1/jobs/{job_id}` in the earlier service's vocabulary: `processing` while
     running (with `current_step`, `steps_completed`, `total_steps`), `failed` for a timeout,
     and `result` = {output, metadata (with `llm_calls`), steps_executed (step ids)}."""
+    view = as_earlier_client_sees_it(view)
     legacy = LegacyStatusView(
         **view.model_dump(exclude={"status"}), status=EARLIER_STATUS.get(view.status, view.status)
     )
-    if view.status == "timed_out" and not (legacy.error_message or "").startswith("job timed out"):
-        legacy.error_message = f"job timed out: {legacy.error_message or 'timeout_seconds elapsed'}"
     if view.status == "running":
         progress = view.progress or {}
         legacy.current_step = progress.get("current_step")

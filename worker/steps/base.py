@@ -85,6 +85,9 @@ class Runner(Protocol):
     inp: InterpreterInput
     defn: WorkflowDefinition
     deadline: datetime
+    waits: Any  # worker.steps.waits.Waits: the approvals and events open in this run
+
+    def waiting_changed(self) -> None: ...
 
     async def run_block(
         self, steps: list[Any], scope: Scope, *, prefix: str, parent: str

@@ -119,10 +119,10 @@ def _check_schema(schema: dict[str, Any] | None, value: Any, what: str) -> None:
 
 
 async def _wait(runner: Runner, step: Any, at: StepAt, info: Waiting, schema: Any) -> _Wait:
-    waits: Waits = runner.waits  # type: ignore[attr-defined]
+    waits: Waits = runner.waits
     wait = _Wait(info=info, schema=schema)
     waits.open[at.path] = wait
-    runner.waiting_changed()  # type: ignore[attr-defined]
+    runner.waiting_changed()
     await effects.note_waiting(runner.inp, runner.defn, info, waiting=True)
     try:
         limit = (runner.deadline - workflow.now()).total_seconds()
@@ -137,7 +137,7 @@ async def _wait(runner: Runner, step: Any, at: StepAt, info: Waiting, schema: An
                 raise StepFailed(deadline_context(at.path), timed_out=True) from None
     finally:
         del waits.open[at.path]
-        runner.waiting_changed()  # type: ignore[attr-defined]
+        runner.waiting_changed()
     # The mirror learns the wait is over whatever the outcome (not when the job is cancelled:
     # the final mirror write clears it).
     await effects.note_waiting(runner.inp, runner.defn, info, waiting=False)

@@ -43,26 +43,42 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from core.settings import get_settings
-    from workflow_defs.loader import DefinitionError, definition_files, load_definition_file
+    from workflow_defs.loader import (
+        DefinitionError,
+        LoadedDefinition,
+        definition_files,
+        load_definition_file,
+    )
     from workflow_defs.services import load_services
+    from workflow_defs.version_compat import directory_warnings
 
     settings = get_settings()
     services = load_services(settings.workflow_defs_dir / "services.json")
     files = [Path(f) for f in args.files] or definition_files(settings.workflow_defs_dir)
-    failed = 0
+    results: dict[Path, LoadedDefinition | DefinitionError] = {}
     for path in files:
         try:
-            loaded = load_definition_file(
+            results[path] = load_definition_file(
                 path, prompts_dir=settings.prompts_dir, has_service=services.has
             )
         except DefinitionError as exc:
+            results[path] = exc
+    # Warnings only: a new version that refuses input an older one in the same directory
+    # accepted (docs/dsl.md, "Versioning a workflow").
+    narrowed = directory_warnings(
+        {p: r.definition for p, r in results.items() if isinstance(r, LoadedDefinition)}
+    )
+    failed = 0
+    for path, result in results.items():
+        if isinstance(result, DefinitionError):
             failed += 1
             print(f"✗ {path}")
-            for problem in exc.problems:
+            for problem in result.problems:
                 print(f"    {problem.path}: {problem.message}")
             continue
-        print(f"✓ {path}  ({loaded.name} {loaded.version}, {len(loaded.definition.steps)} steps)")
-        for warning in loaded.warnings:
+        steps = len(result.definition.steps)
+        print(f"✓ {path}  ({result.name} {result.version}, {steps} steps)")
+        for warning in [*result.warnings, *narrowed.get(path, [])]:
             print(f"    warning {warning.path}: {warning.message}")
     return 1 if failed else 0
 

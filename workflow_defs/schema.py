@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.payload_limits import STEP_OUTPUT_CEILING
+
+if TYPE_CHECKING:
+    from workflow_defs.step_checks import StepChecks
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 ErrorMode = Literal["fail", "continue", "retry"]
@@ -130,11 +133,19 @@ class ExternalApiConfig(_Model):
         return _move_alias(data, "parameters", "params", "config")
 
 
+# Transform config keys that hold their own template/condition language, not references.
+TRANSFORM_UNRESOLVED_KEYS = frozenset({"template", "condition", "expression"})
+
+
 class TransformConfig(_Model):
     operation: str = Field(min_length=1)
     input: Any = None
     config: dict[str, Any] = Field(default_factory=dict)
     error_mode: ErrorMode | None = None
+
+    def resolvable_config(self) -> dict[str, Any]:
+        """The part of `config` whose `${…}` are resolved before the transform runs."""
+        return {k: v for k, v in self.config.items() if k not in TRANSFORM_UNRESOLVED_KEYS}
 
 
 class HttpConfig(_Model):
@@ -202,20 +213,49 @@ class _StepBase(_Model):
         """The blocks of steps this step holds (none for a leaf step)."""
         return []
 
+    def check(self, ctx: StepChecks) -> None:
+        """Checks pydantic can't do alone (references, prompts, services), reported through
+        `ctx`. A leaf step's whole config may hold references; a control step overrides this
+        (its blocks are checked step by step, in their own scope)."""
+        config = getattr(self, "config", None)
+        if isinstance(config, BaseModel):
+            ctx.refs(config.model_dump(by_alias=True), "config")
+
 
 class LlmStep(_StepBase):
     type: Literal["llm"]
     config: LlmConfig
+
+    def check(self, ctx: StepChecks) -> None:
+        cfg = self.config
+        ctx.refs(cfg.variables, "config.variables")
+        for field in ("prompt_template", "system_prompt_template"):
+            relative = getattr(cfg, field)
+            if relative is not None:
+                ctx.prompt("", f"config.{field}", cfg.variables, file=relative)
+        for field in ("prompt_text", "system_prompt"):
+            text = getattr(cfg, field)
+            if text is not None:
+                ctx.prompt(text, f"config.{field}", cfg.variables)
 
 
 class ExternalApiStep(_StepBase):
     type: Literal["external_api"]
     config: ExternalApiConfig
 
+    def check(self, ctx: StepChecks) -> None:
+        ctx.service(self.config.service, self.config.operation, "config")
+        ctx.refs(self.config.parameters, "config.parameters")
+
 
 class TransformStep(_StepBase):
     type: Literal["transform"]
     config: TransformConfig
+
+    def check(self, ctx: StepChecks) -> None:
+        ctx.transform(self.config.operation, self.config.config, "config")
+        ctx.refs(self.config.input, "config.input")
+        ctx.refs(self.config.resolvable_config(), "config.config")
 
 
 class HttpStep(_StepBase):
@@ -360,10 +400,17 @@ class ApprovalStep(_StepBase):
     type: Literal["approval"]
     config: ApprovalConfig
 
+    def check(self, ctx: StepChecks) -> None:
+        ctx.refs(self.config.prompt, "config.prompt")
+        ctx.json_schema(self.config.schema_, "config.schema")
+
 
 class WaitForEventStep(_StepBase):
     type: Literal["wait_for_event"]
     config: WaitForEventConfig
+
+    def check(self, ctx: StepChecks) -> None:
+        ctx.json_schema(self.config.schema_, "config.schema")
 
 
 class ParallelStep(_StepBase):
@@ -376,6 +423,9 @@ class ParallelStep(_StepBase):
             for name, steps in self.config.branches.items()
         ]
 
+    def check(self, ctx: StepChecks) -> None:
+        pass  # only its branches hold references
+
 
 class ForeachStep(_StepBase):
     type: Literal["foreach"]
@@ -384,6 +434,13 @@ class ForeachStep(_StepBase):
     def blocks(self) -> list[BlockSpec]:
         names = (self.config.as_, self.config.index_as)
         return [BlockSpec("config.steps", self.config.steps, variables=names)]
+
+    def check(self, ctx: StepChecks) -> None:
+        cfg = self.config
+        ctx.refs(cfg.items, "config.items")
+        ctx.refs(cfg.max_concurrency, "config.max_concurrency")
+        # `output` is evaluated per item, after the item's steps ran.
+        ctx.refs(cfg.output, "config.output", inner=True, names=(cfg.as_, cfg.index_as))
 
 
 class SwitchStep(_StepBase):
@@ -399,6 +456,10 @@ class SwitchStep(_StepBase):
             found.append(BlockSpec("config.default", self.config.default, label="default"))
         return found
 
+    def check(self, ctx: StepChecks) -> None:
+        for i, case in enumerate(self.config.cases):
+            ctx.condition(case.when, f"config.cases[{i}].when")
+
 
 class LoopStep(_StepBase):
     type: Literal["loop"]
@@ -408,10 +469,18 @@ class LoopStep(_StepBase):
         # ${iteration} counts from 1; ${previous.<id>…} reads the last iteration's steps.
         return [BlockSpec("config.steps", self.config.steps, variables=LOOP_VARIABLES)]
 
+    def check(self, ctx: StepChecks) -> None:
+        # `until` is read after each iteration: it sees that iteration's steps too.
+        ctx.condition(self.config.until, "config.until", inner=True, names=LOOP_VARIABLES)
+
 
 class WaitStep(_StepBase):
     type: Literal["wait"]
     config: WaitConfig
+
+    def check(self, ctx: StepChecks) -> None:
+        ctx.refs(self.config.seconds, "config.seconds")
+        ctx.refs(self.config.until, "config.until")
 
 
 Step = Annotated[

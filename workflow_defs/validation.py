@@ -26,25 +26,11 @@ from workflow_defs.references import (
     format_path,
     parse_path,
 )
-from workflow_defs.schema import (
-    LOOP_VARIABLES,
-    ApprovalStep,
-    ExternalApiStep,
-    ForeachStep,
-    LlmStep,
-    LoopStep,
-    SwitchStep,
-    TransformStep,
-    WaitForEventStep,
-    WaitStep,
-    WorkflowDefinition,
-)
+from workflow_defs.schema import WorkflowDefinition
 from workflow_defs.transforms import check_transform_config
-from workflow_defs.tree import block_ids, exported_ids, walk_steps
+from workflow_defs.tree import Located, block_ids, exported_ids, walk_steps
 
 Problem = tuple[str, str]
-# Transform config keys that hold their own template/condition language, not references.
-TRANSFORM_UNRESOLVED_KEYS = frozenset({"template", "condition", "expression"})
 
 
 # `${steps.<id>.…}` also reaches these, whatever the step's output (see step_view in the worker).
@@ -53,15 +39,11 @@ STEP_VIEW_KEYS = ("output", "status", "error")
 RECORD_ONLY_FIELDS = frozenset({"attempt", "warnings"})
 
 
-def transform_resolvable_config(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in TRANSFORM_UNRESOLVED_KEYS}
-
-
 @functools.cache
 def activity_output_fields() -> dict[str, frozenset[str]]:
     """Output keys of each activity step type, read off the activities' result models."""
-    # Imported here: the interpreter imports this module into the workflow sandbox and only
-    # ever needs transform_resolvable_config from it.
+    # Imported on first use: loading a definition rarely needs them, and the activities'
+    # packages are the heavier import.
     from activities.external_api_models import ExternalApiOutput
     from activities.http_step_models import HttpRequestOutput
     from activities.llm.models import LlmCallOutput
@@ -98,42 +80,88 @@ def check_definition(
     has_service: Callable[[str, str], bool] | None,
 ) -> tuple[list[Problem], list[Problem], dict[str, str]]:
     """Returns (errors, warnings, expanded prompt templates by relative path)."""
-    errors: list[Problem] = []
-    warnings: list[Problem] = []
-    prompts: dict[str, str] = {}
-    input_names = {spec.name for spec in defn.inputs}
-    schema_props = set((defn.input_schema or {}).get("properties", {}) or {})
-    declared_inputs = input_names | schema_props
+    checker = _DefinitionChecker(defn, prompts_dir, has_service)
+    first_at: dict[str, str] = {}
+    for loc in checker.located:
+        step, base = loc.step, loc.json_path
+        if step.id in first_at:
+            checker.errors.append(
+                (f"{base}.id", f"duplicate step id {step.id!r} (first at {first_at[step.id]})")
+            )
+        first_at.setdefault(step.id, base)
+        at = _StepScope(checker, loc)
+        if step.when is not None:
+            at.condition(step.when, "when")
+        step.check(at)
+    if defn.output is not None:
+        top = {i: checker.by_id[i] for i in top_level_visible(defn.steps)}
+        checker.check_refs(defn.output, "$.output", top, frozenset())
+    return checker.errors, checker.warnings, checker.prompts
 
-    def check_refs(value: Any, where: str, earlier: dict[str, Any]) -> None:
+
+class _DefinitionChecker:
+    """The definition-wide state of one check: what exists, where it sits, what was found."""
+
+    def __init__(
+        self,
+        defn: WorkflowDefinition,
+        prompts_dir: Path,
+        has_service: Callable[[str, str], bool] | None,
+    ) -> None:
+        self.prompts_dir = prompts_dir
+        self.has_service = has_service
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.prompts: dict[str, str] = {}
+        schema_props = set((defn.input_schema or {}).get("properties", {}) or {})
+        self.declared_inputs = {spec.name for spec in defn.inputs} | schema_props
+        self.located = list(walk_steps(defn.steps))
+        self.by_id: dict[str, Any] = {}
+        for loc in self.located:
+            self.by_id.setdefault(loc.step.id, loc.step)
+        self.holder = {loc.step.id: loc.parent for loc in self.located if loc.parent is not None}
+
+    def check_refs(
+        self, value: Any, where: str, earlier: dict[str, Any], names: frozenset[str]
+    ) -> None:
         try:
             refs = find_references(value)
         except ReferenceSyntaxError as exc:
-            errors.append((where, str(exc)))
+            self.errors.append((where, str(exc)))
             return
         for raw, path in refs:
-            check_path(raw, path, where, earlier)
+            self.check_path(raw, path, where, earlier, names)
 
-    def check_path(raw: str, path: list[Any], where: str, earlier: dict[str, Any]) -> None:
+    def check_path(
+        self,
+        raw: str,
+        path: list[Any],
+        where: str,
+        earlier: dict[str, Any],
+        names: frozenset[str],
+    ) -> None:
         root = path[0]
-        if root in block_variables:
+        if root in names:
             return
         if root not in ROOTS:
-            roots = ", ".join([*ROOTS, *sorted(block_variables)])
-            errors.append((where, f"{raw}: unknown reference root {root!r} (use {roots})"))
+            roots = ", ".join([*ROOTS, *sorted(names)])
+            self.errors.append((where, f"{raw}: unknown reference root {root!r} (use {roots})"))
         elif root == "steps":
             if len(path) < 2 or not isinstance(path[1], str):
-                errors.append((where, f"{raw}: name a step, e.g. ${{steps.<id>.output}}"))
+                self.errors.append((where, f"{raw}: name a step, e.g. ${{steps.<id>.output}}"))
             elif path[1] not in earlier:
-                errors.append((where, f"{raw}: step {path[1]!r} {unreachable(path[1])}"))
+                self.errors.append((where, f"{raw}: step {path[1]!r} {self.unreachable(path[1])}"))
             elif len(path) > 2 and isinstance(path[2], str):
-                check_output_key(earlier[path[1]], path[2], where)
+                self.check_output_key(earlier[path[1]], path[2], where)
         elif (
-            root == "input" and declared_inputs and len(path) > 1 and path[1] not in declared_inputs
+            root == "input"
+            and self.declared_inputs
+            and len(path) > 1
+            and path[1] not in self.declared_inputs
         ):
-            warnings.append((where, f"{raw}: {path[1]!r} is not a declared input"))
+            self.warnings.append((where, f"{raw}: {path[1]!r} is not a declared input"))
 
-    def check_output_key(step: Any, key: str, where: str) -> None:
+    def check_output_key(self, step: Any, key: str, where: str) -> None:
         known = step_output_keys(step)
         if known is None or key in known:
             return
@@ -142,146 +170,107 @@ def check_definition(
             f"steps.{step.id}.{key}: {step.type} step '{step.id}' has no output key '{key}'; "
             f"known: {', '.join(sorted(known))}",
         )
-        if warning not in warnings:
-            warnings.append(warning)
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
-    def check_prompt_refs(
-        text: str, variables: dict[str, Any], where: str, earlier: dict[str, Any]
+    def unreachable(self, step_id: str) -> str:
+        if step_id not in self.by_id:
+            return "does not exist"
+        if step_id in self.holder:
+            holder = self.holder[step_id]
+            return (
+                f"is inside {holder!r}, whose inner steps are only visible within it; "
+                f"use ${{steps.{holder}.output}}"
+            )
+        return "runs later"
+
+    def load_prompt(self, relative: str, where: str) -> str | None:
+        if relative in self.prompts:
+            return self.prompts[relative]  # several steps may share a template: expand it once
+        try:
+            text = expand_includes(self.prompts_dir, relative)
+        except PromptError as exc:
+            self.errors.append((where, str(exc)))
+            return None
+        self.prompts[relative] = text
+        return text
+
+
+class _StepScope:
+    """What one step sees: the StepChecks its `check()` gets, with paths made absolute."""
+
+    def __init__(self, checker: _DefinitionChecker, loc: Located) -> None:
+        self.checker = checker
+        self.loc = loc
+
+    def _where(self, where: str) -> str:
+        return f"{self.loc.json_path}.{where}"
+
+    def _scope(self, inner: bool, names: tuple[str, ...]) -> tuple[dict[str, Any], frozenset[str]]:
+        by_id = self.checker.by_id
+        ids = set(self.loc.visible) | (block_ids(self.loc.step) if inner else set())
+        return {i: by_id[i] for i in ids}, self.loc.variables | frozenset(names)
+
+    def refs(
+        self, value: Any, where: str, *, inner: bool = False, names: tuple[str, ...] = ()
     ) -> None:
+        if value is None:
+            return
+        earlier, variables = self._scope(inner, names)
+        self.checker.check_refs(value, self._where(where), earlier, variables)
+
+    def condition(
+        self, text: str, where: str, *, inner: bool = False, names: tuple[str, ...] = ()
+    ) -> None:
+        earlier, variables = self._scope(inner, names)
+        try:
+            for path in compile_condition(text).paths():
+                # Quote the path, not the condition: a long one quoted per path adds up.
+                self.checker.check_path(
+                    f"${{{format_path(path)}}}", path, self._where(where), earlier, variables
+                )
+        except ExpressionError as exc:
+            self.checker.errors.append((self._where(where), str(exc)))
+
+    def prompt(
+        self, text: str, where: str, variables: dict[str, Any], *, file: str | None = None
+    ) -> None:
+        at = self._where(where)
+        if file is not None:
+            loaded = self.checker.load_prompt(file, at)
+            if loaded is None:
+                return
+            text = loaded
+        # A foreach's item/index names read in a prompt like variables of the step.
+        known_names = {**dict.fromkeys(self.loc.variables), **variables}
+        for msg in check_placeholders(text, known_names):
+            self.checker.errors.append((at, f"{file}: {msg}" if file else msg))
         # Placeholders that are references (not variables) must name earlier steps too.
+        earlier, names = self._scope(False, ())
         for raw in placeholders(text):
             try:
                 path = parse_path(raw)
             except ReferenceSyntaxError:
                 continue  # reported by check_placeholders
             if path[0] in ROOTS and path[0] not in variables:
-                check_path(f"${{{raw}}}", path, where, earlier)
+                self.checker.check_path(f"${{{raw}}}", path, at, earlier, names)
 
-    def load_prompt(relative: str, where: str) -> str | None:
-        if relative in prompts:
-            return prompts[relative]  # several steps may share a template: expand it once
-        try:
-            text = expand_includes(prompts_dir, relative)
-        except PromptError as exc:
-            errors.append((where, str(exc)))
-            return None
-        prompts[relative] = text
-        return text
-
-    located = list(walk_steps(defn.steps))
-    by_id: dict[str, Any] = {}
-    for loc in located:
-        by_id.setdefault(loc.step.id, loc.step)
-    all_ids = set(by_id)
-    holder = {loc.step.id: loc.parent for loc in located if loc.parent is not None}
-
-    def unreachable(step_id: str) -> str:
-        if step_id not in all_ids:
-            return "does not exist"
-        if step_id in holder:
-            return (
-                f"is inside {holder[step_id]!r}, whose inner steps are only visible within it; "
-                f"use ${{steps.{holder[step_id]}.output}}"
+    def service(self, service: str, operation: str, where: str) -> None:
+        has_service = self.checker.has_service
+        if has_service is not None and not has_service(service, operation):
+            self.checker.errors.append(
+                (self._where(where), f"unknown service/operation {service}.{operation}")
             )
-        return "runs later"
 
-    first_at: dict[str, str] = {}
-    block_variables: frozenset[str] = frozenset()
+    def transform(self, operation: str, config: dict[str, Any], where: str) -> None:
+        # Paths come back relative to the step's `config` object (`operation`, `config.sep`).
+        for rel, msg in check_transform_config(operation, config):
+            self.checker.errors.append((self._where(f"{where}.{rel}"), msg))
 
-    def check_condition(text: str, where: str, earlier: dict[str, Any]) -> None:
-        try:
-            for path in compile_condition(text).paths():
-                # Quote the path, not the condition: a long one quoted per path adds up.
-                check_path(f"${{{format_path(path)}}}", path, where, earlier)
-        except ExpressionError as exc:
-            errors.append((where, str(exc)))
-
-    for loc in located:
-        step, base = loc.step, loc.json_path
-        block_variables = loc.variables
-        earlier = {step_id: by_id[step_id] for step_id in loc.visible}
-        if step.id in first_at:
-            errors.append(
-                (f"{base}.id", f"duplicate step id {step.id!r} (first at {first_at[step.id]})")
-            )
-        first_at.setdefault(step.id, base)
-        if step.when is not None:
-            check_condition(step.when, f"{base}.when", earlier)
-        if isinstance(step, LlmStep):
-            cfg = step.config
-            # A foreach's item/index names read in a prompt like variables of the step.
-            known_names = {**dict.fromkeys(block_variables), **cfg.variables}
-            check_refs(cfg.variables, f"{base}.config.variables", earlier)
-            for field in ("prompt_template", "system_prompt_template"):
-                relative = getattr(cfg, field)
-                if relative is not None:
-                    text = load_prompt(relative, f"{base}.config.{field}")
-                    if text is not None:
-                        for msg in check_placeholders(text, known_names):
-                            errors.append((f"{base}.config.{field}", f"{relative}: {msg}"))
-                        check_prompt_refs(text, cfg.variables, f"{base}.config.{field}", earlier)
-            for field in ("prompt_text", "system_prompt"):
-                text = getattr(cfg, field)
-                if text is not None:
-                    for msg in check_placeholders(text, known_names):
-                        errors.append((f"{base}.config.{field}", msg))
-                    check_prompt_refs(text, cfg.variables, f"{base}.config.{field}", earlier)
-        elif isinstance(step, ExternalApiStep):
-            cfg_api = step.config
-            if has_service is not None and not has_service(cfg_api.service, cfg_api.operation):
-                errors.append(
-                    (
-                        f"{base}.config",
-                        f"unknown service/operation {cfg_api.service}.{cfg_api.operation}",
-                    )
-                )
-            check_refs(cfg_api.parameters, f"{base}.config.parameters", earlier)
-        elif isinstance(step, TransformStep):
-            cfg_t = step.config
-            for rel, msg in check_transform_config(cfg_t.operation, cfg_t.config):
-                errors.append(
-                    (
-                        f"{base}.config.{rel}"
-                        if rel != "operation"
-                        else f"{base}.config.operation",
-                        msg,
-                    )
-                )
-            check_refs(cfg_t.input, f"{base}.config.input", earlier)
-            check_refs(transform_resolvable_config(cfg_t.config), f"{base}.config.config", earlier)
-        elif isinstance(step, ForeachStep):
-            cfg_f = step.config
-            check_refs(cfg_f.items, f"{base}.config.items", earlier)
-            check_refs(cfg_f.max_concurrency, f"{base}.config.max_concurrency", earlier)
-            if cfg_f.output is not None:
-                # Evaluated per item, after the item's steps ran.
-                block_variables = loc.variables | {cfg_f.as_, cfg_f.index_as}
-                inner = {i: by_id[i] for i in block_ids(step)}
-                check_refs(cfg_f.output, f"{base}.config.output", {**earlier, **inner})
-        elif isinstance(step, SwitchStep):
-            for i, case in enumerate(step.config.cases):
-                check_condition(case.when, f"{base}.config.cases[{i}].when", earlier)
-        elif isinstance(step, LoopStep):
-            # `until` is read after each iteration: it sees that iteration's steps too.
-            block_variables = loc.variables | set(LOOP_VARIABLES)
-            inner = {i: by_id[i] for i in block_ids(step)}
-            check_condition(step.config.until, f"{base}.config.until", {**earlier, **inner})
-        elif isinstance(step, WaitStep):
-            check_refs(step.config.seconds, f"{base}.config.seconds", earlier)
-            check_refs(step.config.until, f"{base}.config.until", earlier)
-        elif isinstance(step, ApprovalStep | WaitForEventStep):
-            if isinstance(step, ApprovalStep):
-                check_refs(step.config.prompt, f"{base}.config.prompt", earlier)
-            problem = json_schema_problem(step.config.schema_)
-            if problem:
-                errors.append((f"{base}.config.schema", problem))
-        elif not step.blocks():
-            check_refs(step.config.model_dump(by_alias=True), f"{base}.config", earlier)
-    block_variables = frozenset()
-    earlier = {i: by_id[i] for i in top_level_visible(defn.steps)}
-    if defn.output is not None:
-        check_refs(defn.output, "$.output", earlier)
-    return errors, warnings, prompts
+    def json_schema(self, schema: dict[str, Any] | None, where: str) -> None:
+        problem = json_schema_problem(schema)
+        if problem:
+            self.checker.errors.append((self._where(where), problem))
 
 
 def json_schema_problem(schema: dict[str, Any] | None) -> str | None:

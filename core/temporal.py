@@ -15,9 +15,6 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     Priority,
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -25,6 +22,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core.contracts import INTERPRETER_WORKFLOW, InterpreterInput, JobResult
+from core.search_attributes import (
+    job_search_attributes,
+)
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,6 @@ SEARCH_ATTRIBUTES = {
     "WorkflowVersion": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     "JobStatus": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
 }
-WORKFLOW_NAME = SearchAttributeKey.for_keyword("WorkflowName")
-WORKFLOW_VERSION = SearchAttributeKey.for_keyword("WorkflowVersion")
-JOB_STATUS = SearchAttributeKey.for_keyword("JobStatus")
 
 
 def metrics_runtime(port: int, host: str = "0.0.0.0") -> Runtime:
@@ -104,19 +101,18 @@ async def start_job(
     returned instead of a second one: USE_EXISTING while it runs, REJECT_DUPLICATE after.
     """
     defn = inp.definition
+    if not settings.temporal_search_attributes:
+        options = inp.options.model_copy(update={"search_attributes": False})
+        inp = inp.model_copy(update={"options": options})
     return await client.start_workflow(
         INTERPRETER_WORKFLOW,
         inp,
         id=inp.job_id,
         result_type=JobResult,
         task_queue=settings.temporal_task_queue,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(WORKFLOW_NAME, defn.name),
-                SearchAttributePair(WORKFLOW_VERSION, defn.version),
-                SearchAttributePair(JOB_STATUS, "queued"),
-            ]
-        ),
+        search_attributes=job_search_attributes(defn.name, defn.version)
+        if inp.options.search_attributes
+        else None,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         id_conflict_policy=(
             WorkflowIDConflictPolicy.USE_EXISTING

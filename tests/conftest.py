@@ -16,8 +16,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import create_tables, make_engine
+from core.search_attributes import JOB_STATUS, WORKFLOW_NAME, WORKFLOW_VERSION
 from core.settings import Settings
-from core.temporal import JOB_STATUS, WORKFLOW_NAME, WORKFLOW_VERSION
 from tests.fakes.http_server import FakeHTTPServer
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 from worker import job_effects as effects
@@ -44,14 +43,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.errors import ErrorContext, ErrorType
     from core.payload_limits import RESULT_LIMIT, STEP_OUTPUT_DEFAULT, describe, json_size
+    from core.search_attributes import JOB_STATUS as JOB_STATUS_SA
     from worker.limits import too_large
     from worker.step_inputs import definition_of, step_view
     from workflow_defs.expressions import compile_condition
     from workflow_defs.references import Resolver
     from workflow_defs.schema import WorkflowDefinition
-
-# WorkflowName/WorkflowVersion are set when the run is started (core/temporal.py).
-JOB_STATUS_SA = SearchAttributeKey.for_keyword("JobStatus")
 
 __all__ = ["InterpreterWorkflow", "StepFailed"]
 
@@ -118,7 +115,8 @@ class InterpreterWorkflow:
                 },
             }
         )
-        workflow.upsert_search_attributes([JOB_STATUS_SA.value_set("running")])
+        if inp.options.search_attributes:
+            workflow.upsert_search_attributes([JOB_STATUS_SA.value_set("running")])
         running_mirror = effects.start_mirror(inp, defn, "running", started_at=started.isoformat())
 
         status = "completed"
@@ -161,7 +159,8 @@ class InterpreterWorkflow:
         self._progress.current_step_name = None
         self._progress.running = []
         workflow.set_current_details(self._details())
-        workflow.upsert_search_attributes([JOB_STATUS_SA.value_set(status)])
+        if inp.options.search_attributes:
+            workflow.upsert_search_attributes([JOB_STATUS_SA.value_set(status)])
         if running_mirror is not None:
             try:
                 await running_mirror[0]

@@ -29,7 +29,8 @@ async def run_worker(settings: Settings | None = None) -> None:
     client = await connect(settings, attempts=30, runtime=runtime)
     if runtime is not None:
         log.info("worker metrics on :%d/metrics", settings.worker_metrics_port)
-    await ensure_search_attributes(client, settings.temporal_namespace)
+    if settings.temporal_search_attributes:
+        await ensure_search_attributes(client, settings.temporal_namespace)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,22 +8,18 @@ import asyncio
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 from worker.steps.base import Runner, StepAt, StepFailed, StepOutcome, failure
 
 with workflow.unsafe.imports_passed_through():
-    from core.contracts import INTERPRETER_WORKFLOW, InterpreterInput, JobResult
+    from core.contracts import INTERPRETER_WORKFLOW, InterpreterInput, JobResult, RunOptions
     from core.errors import ErrorContext, ErrorType
+    from core.search_attributes import job_search_attributes
     from worker.step_inputs import definition_of
     from workflow_defs.inputs import InputError, validate_input
     from workflow_defs.schema import sub_workflow_key
-
-WORKFLOW_NAME = SearchAttributeKey.for_keyword("WorkflowName")
-WORKFLOW_VERSION = SearchAttributeKey.for_keyword("WorkflowVersion")
-JOB_STATUS = SearchAttributeKey.for_keyword("JobStatus")
 
 
 async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
@@ -50,19 +46,15 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
         input_data=input_data,
         labels=runner.inp.labels,
         parent_job_id=runner.inp.job_id,
+        options=RunOptions(search_attributes=runner.inp.options.search_attributes),
     )
     options: dict[str, Any] = {
         "id": child_id,
         "memo": {"owner": workflow.memo_value("owner", None), "parent_job_id": runner.inp.job_id},
-        "search_attributes": TypedSearchAttributes(
-            [
-                SearchAttributePair(WORKFLOW_NAME, snapshot.name),
-                SearchAttributePair(WORKFLOW_VERSION, snapshot.version),
-                SearchAttributePair(JOB_STATUS, "queued"),
-            ]
-        ),
         "static_summary": f"{at.path}: {snapshot.name} {snapshot.version}",
     }
+    if child.options.search_attributes:
+        options["search_attributes"] = job_search_attributes(snapshot.name, snapshot.version)
     if not cfg.wait:
         await workflow.start_child_workflow(
             INTERPRETER_WORKFLOW, child, parent_close_policy=ParentClosePolicy.ABANDON, **options

@@ -165,7 +165,7 @@ async def run_approval(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
     if wait.answered:
         return StepOutcome(output=wait.answer)
     if cfg.on_timeout == "fail":
-        raise _timed_out(at, "no decision")
+        raise _timed_out(at, "a decision")
     return StepOutcome(
         output={
             "approved": cfg.on_timeout == "approve",

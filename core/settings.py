@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "llm-workflows"
+    # false: the namespace has no custom search attributes and can't get them (no operator
+    # rights, or Temporal's time-skipping test server); jobs run without them.
+    temporal_search_attributes: bool = True
     temporal_ui_port: int = 8233
     temporal_ui_url: str | None = None
     # Worker-side Prometheus endpoint (Temporal SDK metrics + llmflow_cache_requests); off when unset.

@@ -46,7 +46,7 @@ def test_operations_are_the_earlier_services_plus_extensions() -> None:
     assert {
         "extract_fields", "filter", "map", "join", "sort", "unique", "regex_extract",
         "markdown_to_json", "template", "merge", "json_parse", "pick", "omit", "coalesce",
-        "to_number", "limit", "validate_schema", "markdown_sections",
+        "to_number", "limit", "validate_schema", "markdown_sections", "error_metrics",
     } == TRANSFORM_OPERATIONS  # fmt: skip
 
 

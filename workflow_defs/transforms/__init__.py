@@ -16,6 +16,7 @@ Operations (parameter names are those of the earlier service):
     markdown.py  markdown_to_json (schemas in markdown_contacts.py / markdown_reading.py)
     merge.py     merge
     schema.py    validate_schema
+    numeric.py   error_metrics
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from workflow_defs.transforms import (
     lists,
     markdown,
     merge,
+    numeric,
     objects,
     schema,
     sections,
@@ -45,7 +47,7 @@ __all__ = [
 
 _REGISTRY: dict[str, OperationSpec] = {
     spec.name: spec
-    for family in (lists, objects, text, template, markdown, merge, schema, sections)
+    for family in (lists, objects, text, template, markdown, merge, schema, sections, numeric)
     for spec in family.SPECS
 }
 

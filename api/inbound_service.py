@@ -44,6 +44,12 @@ log = logging.getLogger(__name__)
 ALERT_SOURCE = "inbound_webhook"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 EVENT_HEADER = "X-Webhook-Event"
+# What the integration layer's own Strapi handler read, and what its clients still send: a bare
+# hex HMAC-SHA256 of the raw body, and the event and content type as headers when the body
+# lacks them.
+STRAPI_SIGNATURE_HEADER = "X-Strapi-Signature"
+STRAPI_EVENT_HEADER = "X-Strapi-Event"
+STRAPI_ENTITY_HEADER = "X-Strapi-Entity"
 
 
 # ---- response bodies ------------------------------------------------------------------------
@@ -318,7 +324,7 @@ class NotConfigured(RuntimeError):  # 503: refuse rather than accept unauthentic
     pass
 
 
-class Unauthorized(PermissionError):  # 401
+class Unauthorized(PermissionError):  # 401; str() is the answer's detail
     pass
 
 
@@ -338,31 +344,65 @@ class MappedInputInvalid(ValueError):  # 422: a retry would fail the same way
 # ---- the steps ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Rejection:
+    reason: str  # for the log and the alert: may say what the gateway has configured
+    public: str  # for the 401 answer: names what failed, never the configuration
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        return ""
+    scheme, _, value = authorization.strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
 def check_credentials(
-    creds: SourceCredentials, body: bytes, signature: str | None, authorization: str | None
-) -> str | None:
+    creds: SourceCredentials,
+    body: bytes,
+    signatures: Mapping[str, str | None],
+    authorization: str | None,
+) -> Rejection | None:
     """None when the request is authentic, else why not (never echoing what was presented).
 
-    Both checks always run, each in constant time, so timing doesn't tell which one failed.
+    `signatures` maps each signature header the route reads to its value (None when absent);
+    any one that verifies is enough. Every check runs, each in constant time, so timing
+    doesn't tell which one failed.
     """
-    sig_ok = verify_hex_signature(creds.secret or "", body, signature)
-    presented = ""
-    if authorization:
-        scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer":
-            presented = value.strip()
+    sent = {name: value for name, value in signatures.items() if value}
+    sig_ok = [verify_hex_signature(creds.secret or "", body, value) for value in sent.values()]
+    presented = _bearer(authorization)
     token_ok = hmac.compare_digest(presented.encode(), (creds.token or "").encode()) and bool(
         creds.token and presented
     )
-    if sig_ok or token_ok:
+    if any(sig_ok) or token_ok:
         return None
-    if signature and presented:
-        return "bad signature and bad bearer token"
-    if signature:
-        return "bad signature" if creds.secret else "signature sent but no secret is configured"
+    headers = " and ".join(sent)
+    mismatch = (
+        f"{headers} {'does' if len(sent) == 1 else 'do'} not match the HMAC-SHA256 of the body"
+    )
+    if sent and presented:
+        return Rejection(
+            "bad signature and bad bearer token",
+            f"{mismatch}, and the bearer token does not match",
+        )
+    if sent:
+        reason = "bad signature" if creds.secret else "signature sent but no secret is configured"
+        return Rejection(reason, mismatch)
     if presented:
-        return "bad bearer token" if creds.token else "token sent but no token is configured"
-    return "no X-Webhook-Signature or Authorization: Bearer header"
+        reason = "bad bearer token" if creds.token else "token sent but no token is configured"
+        return Rejection(reason, "the Authorization bearer token does not match")
+    names = " or ".join(signatures) or SIGNATURE_HEADER
+    if authorization:
+        return Rejection(
+            "authorization is not a bearer token",
+            f"the Authorization header is not 'Bearer <token>', and no {names} was sent",
+        )
+    return Rejection(
+        f"no {names} or Authorization: Bearer header",
+        f"no credentials: send {names} (HMAC-SHA256 of the raw body) or "
+        "Authorization: Bearer <token>",
+    )
 
 
 def idempotency_key(source: str, trigger: Trigger, body: bytes) -> str:
@@ -380,9 +420,40 @@ def event_job_id(source: str, trigger: Trigger, body: bytes) -> str:
     return job_service.job_id_for(principal_for(source), idempotency_key(source, trigger, body))
 
 
-def parse_body(body: bytes, event_header: str | None) -> tuple[dict[str, Any], str, str | None]:
-    """(payload, event, model). The event is the body's `event`, else the X-Webhook-Event
-    header (for senders that put it there); `model` is optional (Strapi's content type)."""
+@dataclass(frozen=True)
+class ParsedEvent:
+    payload: dict[str, Any]
+    event: str
+    model: str | None
+
+    def namespace(self) -> dict[str, Any]:
+        """What trigger inputs resolve against: the body, with the event and content type
+        filled in where they came from a header or a synonym (`${event}`, `${model}` and
+        `${entity}` always read them)."""
+        out = dict(self.payload)
+        out["event"] = self.event
+        if self.model is not None:
+            for key in ("model", "entity"):
+                if not isinstance(out.get(key), str) or not out[key]:
+                    out[key] = self.model
+        return out
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def parse_body(
+    body: bytes, *, source: str = "", headers: Mapping[str, str | None] | None = None
+) -> ParsedEvent:
+    """The event's payload, name and content type.
+
+    `headers` are the ones the route reads, by name (None when not sent). The name is the
+    body's `event`, else X-Strapi-Event, else X-Webhook-Event. The content type is the body's
+    `model`, else its `entity` (the integration layer's word), else X-Strapi-Entity; a Strapi
+    `entry.*` event must have one (Strapi always sends it), other events may go without.
+    """
+    headers = headers or {}
     try:
         payload = json.loads(body)
     except ValueError as exc:
@@ -402,22 +473,42 @@ def parse_body(body: bytes, event_header: str | None) -> tuple[dict[str, Any], s
         raise BadBody(
             422, [{"type": "dict_type", "loc": ["body"], "msg": "the event must be a JSON object"}]
         )
-    event = payload.get("event")
-    if not isinstance(event, str) or not event:
-        event = event_header.strip() if event_header else ""
+    event_headers = [h for h in (STRAPI_EVENT_HEADER, EVENT_HEADER) if h in headers]
+    event = _text(payload.get("event")) or next(
+        (value for h in event_headers if (value := _text(headers.get(h)))), ""
+    )
     if not event:
+        named = " or ".join(event_headers or [EVENT_HEADER])
         raise BadBody(
             422,
             [
                 {
                     "type": "missing",
                     "loc": ["body", "event"],
-                    "msg": f"the event needs an 'event' name (or an {EVENT_HEADER} header)",
+                    "msg": f"the event needs an 'event' name in the body (or an {named} header)",
                 }
             ],
         )
-    model = payload.get("model")
-    return payload, event, model if isinstance(model, str) else None
+    model = (
+        _text(payload.get("model"))
+        or _text(payload.get("entity"))
+        or _text(headers.get(STRAPI_ENTITY_HEADER))
+    )
+    if not model and source == STRAPI and event.startswith("entry."):
+        raise BadBody(
+            422,
+            [
+                {
+                    "type": "missing",
+                    "loc": ["body", "model"],
+                    "msg": (
+                        f"a Strapi {event} event needs its content type: 'model' (or 'entity') "
+                        f"in the body, or an {STRAPI_ENTITY_HEADER} header"
+                    ),
+                }
+            ],
+        )
+    return ParsedEvent(payload, event, model or None)
 
 
 async def raise_alert(
@@ -441,7 +532,7 @@ async def authenticate_event(
     source: str,
     body: bytes,
     *,
-    signature: str | None,
+    signatures: Mapping[str, str | None],
     authorization: str | None,
     inbound: InboundConfig,
     engine: Engine,
@@ -457,11 +548,12 @@ async def authenticate_event(
             else "the secret_env/token_env it names in triggers.json"
         )
         raise NotConfigured(f"inbound webhooks not configured for {source!r} (set {what})")
-    reason = check_credentials(creds, body, signature, authorization)
-    if reason is None:
+    rejection = check_credentials(creds, body, signatures, authorization)
+    if rejection is None:
         return
+    reason = rejection.reason
     log.warning("inbound webhook for %s rejected: %s (client %s)", source, reason, client_host)
-    if signature or authorization:
+    if any(signatures.values()) or authorization:
         # A wrong credential is a misconfigured sender or someone probing: worth an alert, but
         # anyone can send a header, so rejections fold into one row per source, reason and window.
         # Bare unauthenticated requests are only logged.
@@ -478,18 +570,18 @@ async def authenticate_event(
             },
             secrets=inbound.secrets(),
         )
-    raise Unauthorized(reason)
+    raise Unauthorized(rejection.public)
 
 
 def _mapped_inputs(
-    triggers: list[Trigger], payload: dict[str, Any], catalog: Catalog
+    triggers: list[Trigger], namespace: dict[str, Any], catalog: Catalog
 ) -> tuple[list[JobCreate], list[dict[str, Any]]]:
     """Resolve every matched trigger's input and validate it up front, so an event either starts
     all of its jobs or none (a partial start answered 422 would never be completed)."""
     bodies: list[JobCreate] = []
     problems: list[dict[str, Any]] = []
     for trigger in triggers:
-        resolver = Resolver(payload)
+        resolver = Resolver(namespace)
         input_data = resolver.resolve(trigger.input)
         loaded = catalog.definitions.get(trigger.workflow, trigger.version)
         try:
@@ -521,20 +613,22 @@ async def start_triggered_jobs(
     source: str,
     body: bytes,
     *,
-    event_header: str | None,
+    headers: Mapping[str, str | None] | None = None,
     inbound: InboundConfig,
     settings: Settings,
     engine: Engine,
     catalog: Catalog,
     temporal: TemporalLink,
 ) -> WebhookAccepted:
-    """For an authenticated body: start every matching trigger's workflow (idempotently)."""
-    payload, event, model = parse_body(body, event_header)
+    """For an authenticated body: start every matching trigger's workflow (idempotently).
+    `headers` are the event/content-type headers the route reads (see parse_body)."""
+    parsed = parse_body(body, source=source, headers=headers)
+    event, model = parsed.event, parsed.model
     matched = inbound.triggers.matching(source, event, model)
     if not matched:
         log.info("inbound %s event %s (%s): no trigger matches; acknowledged", source, event, model)
         return WebhookAccepted(started=[])
-    jobs, problems = _mapped_inputs(matched, payload, catalog)
+    jobs, problems = _mapped_inputs(matched, parsed.namespace(), catalog)
     if problems:
         await raise_alert(
             engine,

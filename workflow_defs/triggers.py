@@ -9,7 +9,10 @@
     }
 
 A trigger maps (source, event, model) to a workflow (+ optional version) and an input mapping
-whose `${…}` references resolve against the webhook body (`${entry.title}`, `${model}`).
+whose `${…}` references resolve against the webhook body (`${entry.title}`, `${model}`). The
+`model` matched is the body's `model`, else its `entity`, else the X-Strapi-Entity header (the
+event likewise falls back to X-Strapi-Event / X-Webhook-Event); `${event}`, `${model}` and
+`${entity}` read those resolved values, wherever they came from.
 `event` and `model` may be "*". `strapi` is built in (STRAPI_WEBHOOK_SECRET/TOKEN); other sources
 name the env vars holding their HMAC secret and/or bearer token. Errors name the file and the
 JSON path, like definition errors, and the gateway refuses to start on them.
@@ -32,8 +35,9 @@ from workflow_defs.references import ReferenceSyntaxError, find_references
 TRIGGERS_FILE = "triggers.json"
 STRAPI = "strapi"
 WILDCARD = "*"
-# Top-level keys of the bodies Strapi sends (entry.* events carry `entry`, media.* `media`).
-STRAPI_ROOTS = frozenset({"event", "createdAt", "model", "uid", "entry", "media"})
+# Top-level keys of the bodies Strapi sends (entry.* events carry `entry`, media.* `media`), and
+# `entity`, the integration layer's name for `model`.
+STRAPI_ROOTS = frozenset({"event", "createdAt", "model", "entity", "uid", "entry", "media"})
 _SOURCE_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from api import inbound_service as svc
 from api import job_service
@@ -38,11 +38,19 @@ class StrapiEvent(BaseModel):
         },
     )
 
-    event: str
+    event: str | None = Field(
+        default=None, description="Strapi's event name; else the X-Strapi-Event header"
+    )
     createdAt: str | None = None  # Strapi spells it so
-    model: str | None = None
+    model: str | None = Field(
+        default=None,
+        description="The content type (`entity` accepted; else the X-Strapi-Entity header). "
+        "Required for `entry.*` events",
+    )
     uid: str | None = None
-    entry: dict[str, Any] | None = None
+    entry: dict[str, Any] | None = Field(
+        default=None, description="The entry: v4 `{id, …fields}`, v5 `{id, documentId, …fields}`"
+    )
 
 
 def get_inbound(request: Request) -> InboundConfig:
@@ -65,6 +73,25 @@ EventHeader = Annotated[
     str | None,
     Header(alias=svc.EVENT_HEADER, description="Event name, when the body has no `event`"),
 ]
+StrapiSignature = Annotated[
+    str | None,
+    Header(
+        alias=svc.STRAPI_SIGNATURE_HEADER,
+        description="`<hex HMAC-SHA256 of the raw body>` with STRAPI_WEBHOOK_SECRET (bare hex, "
+        "as the integration layer's clients send it)",
+    ),
+]
+StrapiEventHeader = Annotated[
+    str | None,
+    Header(alias=svc.STRAPI_EVENT_HEADER, description="Event name, when the body has no `event`"),
+]
+StrapiEntityHeader = Annotated[
+    str | None,
+    Header(
+        alias=svc.STRAPI_ENTITY_HEADER,
+        description="Content type, when the body has neither `model` nor `entity`",
+    ),
+]
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {
@@ -75,13 +102,18 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         )
     },
     400: {"description": "Malformed JSON"},
-    401: {"description": "Missing or invalid signature/token; nothing was started"},
+    401: {
+        "description": "Missing or invalid signature/token (`detail` names which); nothing was "
+        "started"
+    },
     404: {"description": "Unknown source (not strapi and not declared in triggers.json)"},
     409: {"description": "This event already started a job with a different input"},
     413: {"description": "Body over MAX_REQUEST_BYTES"},
     422: {
-        "description": "The body is not an event object, or a matching trigger maps it to invalid "
-        "workflow input (`detail[].loc` names the trigger and input); nothing was started"
+        "description": "The body is not an event object, names no event (or, for a Strapi "
+        "`entry.*` event, no content type) in the body or headers, or a matching trigger maps it "
+        "to invalid workflow input (`detail[].loc` names the field, or the trigger and input); "
+        "nothing was started"
     },
     503: {
         "description": "Inbound webhooks not configured for this source, or Temporal unreachable "
@@ -94,9 +126,9 @@ async def receive(
     source: str,
     request: Request,
     *,
-    signature: str | None,
+    signatures: dict[str, str | None],
     authorization: str | None,
-    event_header: str | None,
+    headers: dict[str, str | None],
     inbound: InboundConfig,
     settings: SettingsDep,
     engine: EngineDep,
@@ -108,7 +140,7 @@ async def receive(
         await svc.authenticate_event(
             source,
             body,
-            signature=signature,
+            signatures=signatures,
             authorization=authorization,
             inbound=inbound,
             engine=engine,
@@ -117,7 +149,7 @@ async def receive(
         return await svc.start_triggered_jobs(
             source,
             body,
-            event_header=event_header,
+            headers=headers,
             inbound=inbound,
             settings=settings,
             engine=engine,
@@ -128,12 +160,9 @@ async def receive(
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except svc.NotConfigured as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    except svc.Unauthorized:
+    except svc.Unauthorized as exc:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            f"missing or invalid webhook signature ({svc.SIGNATURE_HEADER}: sha256=<hex>) "
-            "or bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
+            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
         ) from None
     except svc.BadBody as exc:
         raise HTTPException(exc.status, exc.detail) from None
@@ -167,19 +196,34 @@ async def strapi_webhook(
     catalog: CatalogDep,
     temporal: TemporalDep,
     signature: Signature = None,
+    strapi_signature: StrapiSignature = None,
     authorization: Authorization = None,
+    strapi_event: StrapiEventHeader = None,
+    strapi_entity: StrapiEntityHeader = None,
+    event_header: EventHeader = None,
 ) -> WebhookAccepted:
-    """A Strapi event (`entry.create|update|delete|publish|unpublish`, `media.*`, …).
+    """A Strapi event (`entry.create|update|delete|publish|unpublish`, `media.*`, …), v4 or v5.
 
-    Authenticated by `STRAPI_WEBHOOK_SECRET` (HMAC signature) or `STRAPI_WEBHOOK_TOKEN` (bearer);
-    503 when neither is set. Each trigger in triggers.json matching (event, model) starts its
-    workflow with input mapped from the body (`${entry.title}`)."""
+    Authenticated by `STRAPI_WEBHOOK_SECRET` (HMAC-SHA256 of the raw body, as
+    `X-Webhook-Signature: sha256=<hex>` or `X-Strapi-Signature: <hex>`) or
+    `STRAPI_WEBHOOK_TOKEN` (`Authorization: Bearer`, a header set in Strapi's webhook settings);
+    503 when neither is set. The event is the body's `event` (else `X-Strapi-Event`), the
+    content type its `model` or `entity` (else `X-Strapi-Entity`). Each trigger in triggers.json
+    matching (event, model) starts its workflow with input mapped from the body
+    (`${entry.title}`)."""
     return await receive(
         STRAPI,
         request,
-        signature=signature,
+        signatures={
+            svc.SIGNATURE_HEADER: signature,
+            svc.STRAPI_SIGNATURE_HEADER: strapi_signature,
+        },
         authorization=authorization,
-        event_header=None,
+        headers={
+            svc.STRAPI_EVENT_HEADER: strapi_event,
+            svc.EVENT_HEADER: event_header,
+            svc.STRAPI_ENTITY_HEADER: strapi_entity,
+        },
         inbound=inbound,
         settings=settings,
         engine=engine,
@@ -217,9 +261,9 @@ async def source_webhook(
     return await receive(
         source,
         request,
-        signature=signature,
+        signatures={svc.SIGNATURE_HEADER: signature},
         authorization=authorization,
-        event_header=event_header,
+        headers={svc.EVENT_HEADER: event_header},
         inbound=inbound,
         settings=settings,
         engine=engine,

@@ -1,4 +1,4 @@
-"""Scale: N concurrent long-running jobs on one worker — memory and completion time (§11).
+"""Scale: N concurrent long-running jobs on one worker — memory and completion time.
 
 Each job is two mock LLM calls of `latency` each with a transform between, so a job can't
 finish faster than 2 x latency: that is the ideal, and completion times are reported as ratios

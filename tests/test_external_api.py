@@ -19,6 +19,7 @@ from activities.cache import ResponseCache, cache_key
 from activities.external_api import ExternalApiActivities, ExternalApiInput, ExternalApiOutput
 from activities.http_errors import new_http_client
 from core.settings import Settings
+from tests.conftest import SHARED_DIR
 from tests.fakes.http_server import FakeHTTPServer, Request, Response
 from workflow_defs.services import load_services
 
@@ -628,7 +629,10 @@ def test_cache_key_is_stable_and_separates_calls() -> None:
 
 
 async def test_seed_steps_run_unmodified(server, make_acts) -> None:
-    seed = json.loads(open("/work/shared/seed/emergency_contacts.json").read())  # noqa: ASYNC230
+    path = SHARED_DIR / "seed" / "emergency_contacts.json"
+    if not path.exists():
+        pytest.skip(f"{path} is not beside this checkout")
+    seed = json.loads(path.read_text())
     server.route("GET", "/current.json", Response(200, WEATHER_CURRENT))
 
     def places(req: Request) -> Response:

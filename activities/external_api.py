@@ -217,6 +217,9 @@ class ExternalApiActivities:
                 what=call.what,
                 details=call.details,
             )
+        if _no_content(call.variant, resp):
+            # A DELETE (or PUT) answered without a body: success, and the output's data is null.
+            return resp.status_code, None
         try:
             data = resp.json()
         except ValueError:
@@ -264,6 +267,15 @@ class ExternalApiActivities:
             status_code=status,
             attempt=current_attempt() or 1,
         )
+
+
+def _no_content(variant: ServiceVariant, resp: httpx.Response) -> bool:
+    """204, or an empty 2xx body from a service whose answers need no status check or hook
+    (those always carry a body, so an empty one stays an OUTPUT_INVALID)."""
+    if resp.status_code == 204:
+        return True
+    plain = variant.status_check is None and not variant.response_hook
+    return plain and not resp.content.strip()
 
 
 def _error_text(variant: ServiceVariant, resp: httpx.Response) -> str:

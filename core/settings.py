@@ -73,7 +73,25 @@ class Settings(BaseSettings):
     api_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     strapi_webhook_secret: str | None = None
     strapi_webhook_token: str | None = None
+    # The `strapi` service of services.json (external_api steps): the REST API root, e.g.
+    # https://cms.example.com/api, and an API token sent as `Authorization: Bearer …`.
+    strapi_url: str | None = None
+    strapi_api_token: str | None = None
     alert_webhook_url: str | None = None
+    # ERROR and CRITICAL alerts by e-mail (activities/alert_email.py), sent after the alert is
+    # stored, never in its way: a mail server that is down only costs a log line.
+    alert_email_enabled: bool = False
+    alert_email_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    alert_email_from: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # STARTTLS before authenticating (port 587); off only for a relay on a trusted network.
+    smtp_starttls: bool = True
+    # A PEM bundle of CAs to trust for the mail server's certificate (a private relay's CA).
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_request_bytes: int = 1024 * 1024
     # POST /workflows/validate checks definitions on this many threads of its own, so a burst
     # never occupies the pool database calls share; past VALIDATE_MAX_PENDING waiting, 429.
@@ -82,15 +100,24 @@ class Settings(BaseSettings):
     validate_workers: int = Field(default=1, ge=1, le=32)
     validate_max_pending: int = Field(default=16, ge=1)
 
-    @field_validator("api_keys", "api_admins", mode="before")
+    @field_validator("api_keys", "api_admins", "alert_email_to", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        # API_KEYS="k1,k2" is the natural way to write a list in an env var.
+        # API_KEYS="k1,k2" (ALERT_EMAIL_TO="a@x,b@y") is the natural way to write a list in an
+        # env var.
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
 
-    @field_validator("redis_url", "temporal_ui_url", "openai_compatible_base_url", mode="before")
+    @field_validator(
+        "redis_url",
+        "temporal_ui_url",
+        "openai_compatible_base_url",
+        "strapi_url",
+        "smtp_host",
+        "smtp_ca_file",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -1,4 +1,6 @@
-"""The `raise_alert` activity: store an alert, and post ERROR/CRITICAL ones to ALERT_WEBHOOK_URL."""
+"""The `raise_alert` activity: store an alert, then tell people about ERROR/CRITICAL ones: a POST
+to ALERT_WEBHOOK_URL and, with ALERT_EMAIL_ENABLED, a mail (activities/alert_email.py, sent in
+the background so a slow or dead mail server never holds the activity or the job)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import httpx
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
+from activities.alert_email import AlertMailer
 from activities.http_errors import error_for_status, error_for_transport
 from core.contracts import AlertInput
 from core.db import insert_alert
@@ -22,10 +25,17 @@ POSTED_LEVELS = frozenset({"ERROR", "CRITICAL"})
 
 
 class AlertActivities:
-    def __init__(self, settings: Settings, engine: Engine, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        client: httpx.AsyncClient,
+        mailer: AlertMailer | None = None,
+    ) -> None:
         self._settings = settings
         self._engine = engine
         self._client = client
+        self.mailer = mailer or AlertMailer(settings)
 
     @activity.defn(name="raise_alert")
     async def raise_alert(self, alert: AlertInput) -> None:
@@ -36,10 +46,14 @@ class AlertActivities:
             "job_id": alert.job_id,
             "details": redact(alert.details) if alert.details else None,
         }
+        row = Alert(**payload)
+        created_at = row.created_at.isoformat()
         # Retried by Temporal until stored: an alert nobody can see is no alert.
-        await asyncio.to_thread(insert_alert, self._engine, Alert(**payload))
+        await asyncio.to_thread(insert_alert, self._engine, row)
         level = logging.ERROR if alert.level in POSTED_LEVELS else logging.WARNING
         log.log(level, "alert %s: %s", alert.level, payload["message"])
+        # Only once stored (an attempt that failed to store sent nothing), and in the background.
+        self.mailer.submit({**payload, "created_at": created_at})
         url = self._settings.alert_webhook_url
         if url and alert.level in POSTED_LEVELS and activity.info().attempt == 1:
             try:

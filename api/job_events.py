@@ -1,8 +1,11 @@
-"""Server-Sent Events for one job: status changes, steps starting and finishing, the end.
+"""Server-Sent Events for one job: status changes, steps starting and finishing, streamed LLM
+text, waits, and the end.
 
 Built on what the gateway already reads (the mirror row plus the interpreter's `progress`
-query), polled twice a second while the job runs; a comment line every 15 s keeps proxies
-from closing an idle stream.
+query), polled twice a second while the job runs, and on the Redis stream the worker writes a
+streamed `llm` step's text to (`llm.delta` events, read between polls). Events go out in the
+order things happened: a step's deltas before its `finished`, every `finished` before the
+terminal `status`. A comment line every 15 s keeps proxies from closing an idle stream.
 """
 
 from __future__ import annotations
@@ -19,77 +22,142 @@ from api import job_service
 from api.schemas import JobView
 from api.temporal_link import TemporalLink
 from core.contracts import TERMINAL_STATUSES
+from core.llm_stream import Delta, read_deltas
 from core.settings import Settings
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
+RECORD_FIELDS = ("attempts", "duration_ms", "error")
 
 
 def sse(event: str, data: Any, event_id: int) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
+class _Stream:
+    """The state of one client's stream: what it was told, and the deltas read so far."""
+
+    def __init__(self, job_id: str, redis: Any, streamed: frozenset[str]) -> None:
+        self.job_id = job_id
+        self.redis = redis
+        self.streamed = streamed  # ids of the definition's llm steps with stream: true
+        self.event_id = 0
+        self.last_status: str | None = None
+        self.last_steps: dict[str, str] = {}
+        self.last_waiting: list[Any] = []
+        self.last_sent = time.monotonic()
+        self.delta_after = "0"
+        self.held: list[Delta] = []  # read before their step was announced as started
+        self.deltas_seen: set[str] = set()  # paths that streamed at least one delta
+
+    def emit(self, event: str, data: Any) -> str:
+        self.event_id += 1
+        self.last_sent = time.monotonic()
+        return sse(event, data, self.event_id)
+
+    def announced(self, path: str) -> bool:
+        return self.last_steps.get(path, "pending") != "pending"
+
+    async def read(self, block_ms: int | None) -> None:
+        if self.redis is None:
+            if block_ms:
+                await asyncio.sleep(block_ms / 1000)
+            return
+        found = await read_deltas(self.redis, self.job_id, self.delta_after, block_ms=block_ms)
+        if found:
+            self.delta_after = found[-1].id
+            self.held.extend(found)
+        elif block_ms:
+            # read_deltas answers at once when Redis is down; don't spin.
+            await asyncio.sleep(0)
+
+    def release(self, *, everything: bool = False) -> list[str]:
+        """The held deltas whose step was announced (all of them with `everything`)."""
+        out, keep = [], []
+        for delta in self.held:
+            if everything or self.announced(delta.path):
+                self.deltas_seen.add(delta.path)
+                out.append(self.emit("llm.delta", {"job_id": self.job_id, **delta.event()}))
+            else:
+                keep.append(delta)
+        self.held = keep
+        return out
+
+
 async def follow(
-    first: JobView, *, settings: Settings, engine: Engine, temporal: TemporalLink
+    first: JobView,
+    *,
+    settings: Settings,
+    engine: Engine,
+    temporal: TemporalLink,
+    redis: Any = None,
+    streamed: frozenset[str] = frozenset(),
 ) -> AsyncIterator[str]:
-    event_id = 0
-    last_status: str | None = None
-    last_steps: dict[str, str] = {}
-    last_waiting: list[Any] = []
-    last_sent = time.monotonic()
+    state = _Stream(first.job_id, redis, streamed)
     view = first
     while True:
-        if view.status != last_status:
-            event_id += 1
-            yield sse("status", {"job_id": view.job_id, "status": view.status}, event_id)
-            last_status = view.status
-            last_sent = time.monotonic()
-        if view.waiting != last_waiting and view.status not in TERMINAL_STATUSES:
+        terminal = view.status in TERMINAL_STATUSES
+        if view.status != state.last_status and not terminal:
+            yield state.emit("status", {"job_id": view.job_id, "status": view.status})
+            state.last_status = view.status
+        if view.waiting != state.last_waiting and not terminal:
             # Approvals and awaited events: what the job waits for now (an empty list: no more).
-            event_id += 1
-            yield sse("waiting", {"job_id": view.job_id, "waiting": view.waiting}, event_id)
-            last_waiting = list(view.waiting)
-            last_sent = time.monotonic()
+            yield state.emit("waiting", {"job_id": view.job_id, "waiting": view.waiting})
+            state.last_waiting = list(view.waiting)
         steps = _step_statuses(view)
-        for step_id, state in steps.items():
-            before = last_steps.get(step_id, "pending")
-            if state == before:
+        finished: list[tuple[str, str]] = []
+        for path, now in steps.items():
+            before = state.last_steps.get(path, "pending")
+            if now == before:
                 continue
-            if state == "running" or (before == "pending" and state not in ("pending", "skipped")):
-                event_id += 1
-                yield sse(
-                    "step", {"step_id": step_id, "path": step_id, "phase": "started"}, event_id
+            if now == "running" or (before == "pending" and now not in ("pending", "skipped")):
+                yield state.emit("step", {"step_id": path, "path": path, "phase": "started"})
+                state.last_steps[path] = "running"
+            if now not in ("pending", "running"):
+                finished.append((path, now))
+        # Deltas stored before this view was read belong to steps it shows started or done.
+        await state.read(None)
+        for line in state.release(everything=terminal):
+            yield line
+        for path, now in finished:
+            record = _record(view, path)
+            text = record.pop("text", None)
+            if _streams(path, state.streamed) and path not in state.deltas_seen and text:
+                # No deltas reached us (no Redis on the worker): the text arrives whole.
+                state.deltas_seen.add(path)
+                yield state.emit(
+                    "llm.delta",
+                    {"job_id": view.job_id, "path": path, "text": text, "attempt": 0, "call": 0},
                 )
-            if state not in ("pending", "running"):
-                event_id += 1
-                record = _record(view, step_id)
-                yield sse(
-                    "step",
-                    {
-                        "step_id": step_id,
-                        "path": step_id,
-                        "phase": "finished",
-                        "status": state,
-                        **record,
-                    },
-                    event_id,
-                )
-            last_sent = time.monotonic()
-        last_steps = steps
-        if view.status in TERMINAL_STATUSES:
-            event_id += 1
-            yield sse("job", view.model_dump(mode="json"), event_id)
+            yield state.emit(
+                "step",
+                {"step_id": path, "path": path, "phase": "finished", "status": now, **record},
+            )
+            state.last_steps[path] = now
+        if terminal:
+            yield state.emit("status", {"job_id": view.job_id, "status": view.status})
+            yield state.emit("job", view.model_dump(mode="json"))
             return
-        if time.monotonic() - last_sent > KEEPALIVE_SECONDS:
+        if time.monotonic() - state.last_sent > KEEPALIVE_SECONDS:
             yield ": keep-alive\n\n"
-            last_sent = time.monotonic()
-        await asyncio.sleep(POLL_SECONDS)
+            state.last_sent = time.monotonic()
+        deadline = time.monotonic() + POLL_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            # Streamed text goes out as it comes, between polls of the job itself.
+            await state.read(max(1, int(left * 1000)))
+            for line in state.release():
+                yield line
         try:
             view = await job_service.get_job_view(
                 view.job_id, settings=settings, engine=engine, temporal=temporal
             )
         except job_service.NotFound:
             return
+
+
+def _streams(path: str, streamed: frozenset[str]) -> bool:
+    # `enrich[3].summarize` → summarize; `refine#2.draft` → draft.
+    return path.rsplit(".", 1)[-1].split("[", 1)[0].split("#", 1)[0] in streamed
 
 
 def _step_statuses(view: JobView) -> dict[str, str]:
@@ -104,12 +172,15 @@ def _path(record: dict[str, Any]) -> str:
     return str(record.get("path") or record["id"])
 
 
-def _record(view: JobView, step_id: str) -> dict[str, Any]:
+def _record(view: JobView, path: str) -> dict[str, Any]:
+    """What the final record will say of a finished step: from the records once the job is
+    over, from the progress query's `finished` while it runs."""
     for record in (view.metadata or {}).get("steps") or []:
-        if isinstance(record, dict) and "id" in record and _path(record) == step_id:
-            return {
-                k: record.get(k)
-                for k in ("attempts", "duration_ms", "error")
-                if record.get(k) is not None
-            }
-    return {}
+        if isinstance(record, dict) and "id" in record and _path(record) == path:
+            found = {k: record.get(k) for k in RECORD_FIELDS if record.get(k) is not None}
+            output = record.get("output")
+            if record.get("type") == "llm" and isinstance(output, dict):
+                found["text"] = output.get("content")
+            return found
+    live = ((view.progress or {}).get("finished") or {}).get(path) or {}
+    return {k: live[k] for k in (*RECORD_FIELDS, "text") if live.get(k) is not None}

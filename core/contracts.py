@@ -174,6 +174,9 @@ class Progress(BaseModel):
     status: JobStatus = "queued"
     steps: dict[str, StepStatus] = Field(default_factory=dict)  # by path
     waiting: list[Waiting] = Field(default_factory=list)
+    # Steps that ended, by path: attempts, duration_ms, error, and a streamed llm step's
+    # `text`, so a live event stream says what the final records will (filled by the query).
+    finished: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class MirrorUpdate(BaseModel):

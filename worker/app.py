@@ -27,6 +27,7 @@ from activities.resilience import Resilience
 from activities.ssrf import guarded_client
 from activities.webhook_step import WebhookActivities
 from core.db import create_tables, insert_alert, make_engine
+from core.llm_stream import DeltaSink
 from core.models import Alert
 from core.settings import Settings
 from worker.foreach_batch import ForeachBatchWorkflow
@@ -127,7 +128,8 @@ def build_worker(
 ) -> Worker:
     # One per worker: the in-process fallback state must be shared by all its activities.
     resilience = Resilience(res.redis, on_transition=breaker_alerts(res.engine))
-    llm = LlmActivities(settings, res.http, resilience=resilience)
+    deltas = DeltaSink(res.redis) if res.redis is not None else None
+    llm = LlmActivities(settings, res.http, resilience=resilience, deltas=deltas)
     external = ExternalApiActivities(
         settings, res.http, res.registry, ResponseCache(res.redis), resilience
     )

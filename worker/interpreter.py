@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflow_defs.expressions import compile_condition
     from workflow_defs.references import Resolver
     from workflow_defs.schema import WorkflowDefinition
+    from workflow_defs.tree import streamed_ids
 
 __all__ = ["InterpreterWorkflow", "StepFailed"]
 
@@ -63,11 +64,27 @@ class InterpreterWorkflow:
         self._progress = Progress()
         self._records: dict[str, StepRecord] = {}  # by path, in the order steps started
         self._children: dict[str, list[StepRecord]] = {}  # control step path → its records
+        self._streamed: frozenset[str] = frozenset()  # ids of llm steps with stream: true
         self.waits = Waits()
 
     @workflow.query(name="progress")
     def progress(self) -> Progress:
-        return self._progress
+        finished = {
+            path: self._finished_view(record)
+            for path, record in self._records.items()
+            if record.status not in ("pending", "running")
+        }
+        return self._progress.model_copy(update={"finished": finished})
+
+    def _finished_view(self, record: StepRecord) -> dict[str, Any]:
+        view: dict[str, Any] = {"status": record.status, "attempts": record.attempts}
+        if record.duration_ms is not None:
+            view["duration_ms"] = record.duration_ms
+        if record.error is not None:
+            view["error"] = record.error
+        if record.id in self._streamed and isinstance(record.output, dict):
+            view["text"] = record.output.get("content")
+        return view
 
     # Approvals and events are Updates: the validators refuse a bad one before it enters
     # history, and the caller gets the step's output (or why not) back.
@@ -95,6 +112,7 @@ class InterpreterWorkflow:
     async def run(self, inp: InterpreterInput) -> JobResult:
         defn = definition_of(inp.definition)
         self.inp, self.defn = inp, defn
+        self._streamed = streamed_ids(defn.steps)
         started = workflow.now()
         self.deadline = started + timedelta(seconds=defn.timeout_seconds)
         self._progress = Progress(

@@ -67,11 +67,16 @@ def build_activity_call(
     job_id: str,
     snapshot: ResolvedDefinition,
     resolver: Resolver,
+    path: str | None = None,
 ) -> ActivityCall:
+    """`path`: where the step sits in the tree (`enrich[3].summarize`); defaults to its id."""
     builder = BUILDERS.get(step.type)
     if builder is None:
         raise TypeError(f"step type {step.type!r} does not run as an activity")
-    return builder(step, job_id, snapshot, resolver, retry_policy(step.retry))
+    call = builder(step, job_id, snapshot, resolver, retry_policy(step.retry))
+    if getattr(step.config, "stream", False):
+        call.arg = call.arg.model_copy(update={"stream_to": path or step.id})
+    return call
 
 
 def _external_api_call(

@@ -99,6 +99,8 @@ class LlmConfig(_Model):
     max_repairs: int = Field(default=2, ge=0, le=5)
     mock_response: str | None = None
     mock_latency_ms: int | None = Field(default=None, ge=0, le=600_000)
+    # Stream the reply: the job's event stream carries the text as it arrives (llm.delta).
+    stream: bool = False
     error_mode: ErrorMode | None = None
 
     @model_validator(mode="before")

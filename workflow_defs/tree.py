@@ -66,3 +66,10 @@ def all_steps(steps: list[Any]) -> list[Any]:
 def block_ids(step: Any) -> set[str]:
     """Ids of the top-level steps of every block of `step`."""
     return {inner.id for block in step.blocks() for inner in block.steps}
+
+
+def streamed_ids(steps: list[Any]) -> frozenset[str]:
+    """Ids of the llm steps that stream their reply (`stream: true`)."""
+    return frozenset(
+        s.id for s in all_steps(steps) if s.type == "llm" and getattr(s.config, "stream", False)
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from activities.llm.providers import MissingProviderSetting, resolve_provider
 from activities.llm.response_format import ResponseFormat, parse_response_format
 from activities.resilience import Resilience
 from core.errors import ErrorContext, ErrorType
+from core.llm_stream import DEGRADED_WARNING, Delta, DeltaSink
 from core.redaction import redact_text
 from core.settings import Settings
 
@@ -47,6 +48,7 @@ class _Tally:
     usage: LlmUsage = field(default_factory=LlmUsage)
     cost: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    calls: int = 0  # provider calls so far; numbers a streamed call's deltas
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -88,12 +90,15 @@ class LlmActivities:
         *,
         heartbeat_interval_seconds: float = 5.0,
         resilience: Resilience | None = None,
+        deltas: DeltaSink | None = None,
     ) -> None:
         self._settings = settings
         self._http = http
         self._heartbeat_interval = heartbeat_interval_seconds
         # None: no breaker (unit tests); the worker passes its shared one.
         self._resilience = resilience
+        # None (no Redis): a streamed step's text arrives whole, with a warning.
+        self._deltas = deltas
 
     @activity.defn(name="llm_call")
     async def llm_call(self, input: LlmCallInput) -> LlmCallOutput:
@@ -174,6 +179,23 @@ class LlmActivities:
         ):
             return await provider.complete(request)
 
+    def _delta_publisher(
+        self, input: LlmCallInput, tally: _Tally
+    ) -> Callable[[str], Awaitable[None]] | None:
+        if input.stream_to is None or input.job_id is None:
+            return None
+        if self._deltas is None:
+            tally.warn(DEGRADED_WARNING)
+            return None
+        sink, job_id = self._deltas, input.job_id
+        delta = Delta(input.stream_to, "", activity.info().attempt, tally.calls)
+
+        async def publish(text: str) -> None:
+            if not await sink.publish(job_id, replace(delta, text=text)):
+                tally.warn("stream: Redis refused the deltas; the text arrives whole at the end")
+
+        return publish
+
     async def _call_with_repairs(
         self,
         provider: ChatProvider,
@@ -189,7 +211,9 @@ class LlmActivities:
         errors: list[str] = []
         calls = input.max_repairs + 1
         for call in range(calls):
+            tally.calls += 1
             request = ChatRequest(
+                on_delta=self._delta_publisher(input, tally),
                 model=model,
                 messages=list(messages),
                 system=input.system_prompt,

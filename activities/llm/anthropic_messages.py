@@ -7,12 +7,15 @@ a JSON response_format (schema included) is asked for in the system prompt.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from activities.llm.chat import ChatRequest, ChatResult, usage_of
-from activities.llm.http_call import error_in_body, post_json
+from activities.llm.http_call import error_in_body, post_json, post_stream, stream_ended_early
+from activities.llm.models import LlmUsage
 from activities.llm.response_format import system_with_format
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -44,17 +47,22 @@ class AnthropicMessagesProvider:
             body["top_p"] = request.top_p
         return body
 
+    def _headers(self) -> dict[str, str]:
+        return {
+            "x-api-key": self._api_key,
+            "anthropic-version": ANTHROPIC_VERSION,
+            "Content-Type": "application/json",
+        }
+
     async def complete(self, request: ChatRequest) -> ChatResult:
         what = "anthropic messages"
         details = {"provider": self.name, "model": request.model}
+        if request.on_delta is not None:
+            return await self._stream(request, request.on_delta, what, details)
         payload = await post_json(
             self._http,
             self._url,
-            headers={
-                "x-api-key": self._api_key,
-                "anthropic-version": ANTHROPIC_VERSION,
-                "Content-Type": "application/json",
-            },
+            headers=self._headers(),
             body=self.build_body(request),
             timeout_seconds=request.timeout_seconds,
             what=what,
@@ -67,16 +75,74 @@ class AnthropicMessagesProvider:
         text = "".join(
             b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text"
         )
-        usage = payload.get("usage") or {}
         return ChatResult(
             content=text,
-            # Prompt-cache reads/writes are billed input too; Anthropic counts them separately.
-            usage=usage_of(
-                (usage.get("input_tokens") or 0)
-                + (usage.get("cache_creation_input_tokens") or 0)
-                + (usage.get("cache_read_input_tokens") or 0),
-                usage.get("output_tokens"),
-            ),
+            usage=_usage(payload.get("usage") or {}),
             finish_reason=payload.get("stop_reason"),
             model=payload.get("model"),
         )
+
+    async def _stream(
+        self,
+        request: ChatRequest,
+        on_delta: Callable[[str], Awaitable[None]],
+        what: str,
+        details: dict[str, Any],
+    ) -> ChatResult:
+        # Events: message_start (model, input usage), content_block_delta (text_delta),
+        # message_delta (stop_reason, output usage), message_stop; ping and error besides.
+        parts: list[str] = []
+        usage: dict[str, Any] = {}
+        stop_reason: str | None = None
+        model: str | None = None
+        stopped = False
+        async for event, data in post_stream(
+            self._http,
+            self._url,
+            headers=self._headers(),
+            body={**self.build_body(request), "stream": True},
+            timeout_seconds=request.timeout_seconds,
+            what=what,
+            secret=self._api_key,
+            details=details,
+        ):
+            try:
+                message = json.loads(data)
+            except ValueError:
+                continue
+            if not isinstance(message, dict):
+                continue
+            kind = message.get("type") or event
+            if kind == "error":
+                raise error_in_body(message, what=what, secret=self._api_key, details=details)
+            if kind == "message_start":
+                start = message.get("message") or {}
+                model = start.get("model") or model
+                usage.update(start.get("usage") or {})
+            elif kind == "content_block_delta":
+                delta = message.get("delta") or {}
+                text = delta.get("text") if delta.get("type") == "text_delta" else None
+                if text:
+                    parts.append(text)
+                    await on_delta(text)
+            elif kind == "message_delta":
+                stop_reason = (message.get("delta") or {}).get("stop_reason") or stop_reason
+                usage.update(message.get("usage") or {})
+            elif kind == "message_stop":
+                stopped = True
+                break
+        if not stopped:
+            raise stream_ended_early(what, details)
+        return ChatResult(
+            content="".join(parts), usage=_usage(usage), finish_reason=stop_reason, model=model
+        )
+
+
+def _usage(usage: dict[str, Any]) -> LlmUsage:
+    # Prompt-cache reads/writes are billed input too; Anthropic counts them separately.
+    return usage_of(
+        (usage.get("input_tokens") or 0)
+        + (usage.get("cache_creation_input_tokens") or 0)
+        + (usage.get("cache_read_input_tokens") or 0),
+        usage.get("output_tokens"),
+    )

@@ -6,6 +6,7 @@ provider module translates it to its wire format and back.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +33,8 @@ class ChatRequest:
     # Mock provider only.
     mock_response: str | None = None
     mock_latency_ms: int = 0
+    # Set: stream the reply and hand each piece of text here as it arrives.
+    on_delta: Callable[[str], Awaitable[None]] | None = None
 
 
 @dataclass

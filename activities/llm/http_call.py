@@ -8,6 +8,7 @@ a key set through Settings in-process is not in the env-var list the redactor kn
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -76,3 +77,74 @@ def error_in_body(
     if isinstance(code, int) and 400 <= code <= 599:
         return error_for_status(code, body=body, what=what, details=details)
     return error_for_status(502, body=body, what=what, details=details)
+
+
+# A provider's SSE line longer than this is not a chat chunk; refuse it rather than buffer it.
+MAX_SSE_LINE_CHARS = 1_000_000
+
+
+async def post_stream(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    timeout_seconds: float,
+    what: str,
+    secret: str | None,
+    details: dict[str, Any],
+) -> AsyncIterator[tuple[str, str]]:
+    """POST, then yield (event, data) for each server-sent event of a 2xx answer (event is ""
+    when the server names none). A non-2xx answer maps to the same errors as post_json; a
+    dropped connection is a retryable transport error."""
+    secrets = [secret] if secret else []
+    try:
+        async with http.stream(
+            "POST", url, headers=headers, json=body, timeout=_timeout(timeout_seconds)
+        ) as response:
+            if response.status_code >= 300:
+                text = (await response.aread()).decode(errors="replace")
+                raise error_for_status(
+                    response.status_code,
+                    headers=dict(response.headers),
+                    body=redact_text(text, extra_secrets=secrets, truncate=False),
+                    what=what,
+                    details=details,
+                )
+            event = ""
+            data: list[str] = []
+            async for line in response.aiter_lines():
+                if len(line) > MAX_SSE_LINE_CHARS:
+                    raise ErrorContext.of(
+                        ErrorType.UPSTREAM_ERROR,
+                        f"{what} sent a stream line of {len(line):,} characters",
+                        retryable=True,
+                        details=details,
+                    ).to_application_error()
+                if not line:
+                    if data:
+                        yield event, "\n".join(data)
+                    event, data = "", []
+                elif line.startswith(":"):
+                    continue  # a comment (OpenRouter's keep-alive "OPENROUTER PROCESSING")
+                else:
+                    name, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if name == "event":
+                        event = value
+                    elif name == "data":
+                        data.append(value)
+            if data:
+                yield event, "\n".join(data)
+    except httpx.HTTPError as exc:
+        raise error_for_transport(exc, what=what, details=details) from None
+
+
+def stream_ended_early(what: str, details: dict[str, Any]) -> Exception:
+    # The connection closed cleanly before the provider said it was done: retry the attempt.
+    return ErrorContext.of(
+        ErrorType.UPSTREAM_ERROR,
+        f"{what} stream ended before the reply was complete",
+        retryable=True,
+        details=details,
+    ).to_application_error()

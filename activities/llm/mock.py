@@ -88,13 +88,28 @@ def mock_reply(request: ChatRequest) -> str:
     return f"[mock:{request.model}] {summarize(prompt)}"
 
 
+def stream_chunks(text: str, words: int = 3) -> list[str]:
+    """`text` cut after every few words; the pieces join back to exactly `text`."""
+    pieces = re.split(r"(?<=\s)(?=\S)", text)
+    return ["".join(pieces[i : i + words]) for i in range(0, len(pieces), words)] or [text]
+
+
 class MockProvider:
     name = "mock"
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        if request.mock_latency_ms > 0:
-            await asyncio.sleep(request.mock_latency_ms / 1000)
         content = mock_reply(request)
+        if request.on_delta is not None:
+            # Streams too (a few words a chunk), its latency spread over the chunks, so the
+            # tour shows streaming without a provider key.
+            chunks = stream_chunks(content)
+            pause = request.mock_latency_ms / 1000 / max(1, len(chunks))
+            for chunk in chunks:
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                await request.on_delta(chunk)
+        elif request.mock_latency_ms > 0:
+            await asyncio.sleep(request.mock_latency_ms / 1000)
         prompt_chars = (request.system or "") + "".join(m.content for m in request.messages)
         return ChatResult(
             content=content,

@@ -34,6 +34,8 @@ class LlmCallInput(BaseModel):
     request_timeout_seconds: float = Field(default=120, gt=0)
     mock_response: str | None = None
     mock_latency_ms: int | None = Field(default=None, ge=0)
+    # Set for a step with `stream: true`: the step's path, under which its deltas are published.
+    stream_to: str | None = None
 
 
 class LlmUsage(BaseModel):

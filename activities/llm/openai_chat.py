@@ -6,12 +6,14 @@ POST {base}/chat/completions with `messages`, optional `response_format`
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from activities.llm.chat import ChatRequest, ChatResult, usage_of
-from activities.llm.http_call import error_in_body, post_json
+from activities.llm.http_call import error_in_body, post_json, post_stream, stream_ended_early
 from activities.llm.response_format import system_with_format
 
 # OpenRouter attributes traffic to an app by these two headers.
@@ -77,6 +79,8 @@ class OpenAIChatProvider:
     async def complete(self, request: ChatRequest) -> ChatResult:
         what = f"{self.name} chat completion"
         details = {"provider": self.name, "model": request.model}
+        if request.on_delta is not None:
+            return await self._stream(request, request.on_delta, what, details)
         payload = await post_json(
             self._http,
             self._url,
@@ -106,6 +110,68 @@ class OpenAIChatProvider:
             ),
             finish_reason=choice.get("finish_reason"),
             model=payload.get("model"),
+        )
+
+    async def _stream(
+        self,
+        request: ChatRequest,
+        on_delta: Callable[[str], Awaitable[None]],
+        what: str,
+        details: dict[str, Any],
+    ) -> ChatResult:
+        # include_usage: the last chunk carries the usage, so a streamed call costs the same.
+        body = {
+            **self.build_body(request),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        parts: list[str] = []
+        usage: dict[str, Any] = {}
+        finish_reason: str | None = None
+        model: str | None = None
+        done = False
+        async for _event, data in post_stream(
+            self._http,
+            self._url,
+            headers=self._headers(),
+            body=body,
+            timeout_seconds=request.timeout_seconds,
+            what=what,
+            secret=self._api_key,
+            details=details,
+        ):
+            if data.strip() == "[DONE]":
+                done = True
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                continue  # not JSON: a proxy's noise, not part of the reply
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error"):
+                raise error_in_body(chunk, what=what, secret=self._api_key, details=details)
+            model = chunk.get("model") or model
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                text = _text_of((choice.get("delta") or {}).get("content"))
+                if text:
+                    parts.append(text)
+                    await on_delta(text)
+                finish_reason = choice.get("finish_reason") or finish_reason
+        if not done and finish_reason is None:
+            raise stream_ended_early(what, details)
+        return ChatResult(
+            content="".join(parts),
+            usage=usage_of(
+                usage.get("prompt_tokens"),
+                usage.get("completion_tokens"),
+                usage.get("total_tokens"),
+            ),
+            finish_reason=finish_reason,
+            model=model,
         )
 
 

@@ -40,6 +40,7 @@ from core import db
 from core.contracts import ApprovalDecision, EventDelivery
 from core.models import Job, utcnow
 from workflow_defs.inputs import InputError
+from workflow_defs.tree import streamed_ids
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -356,16 +357,31 @@ async def rerun_job(
     responses={
         200: {
             "content": {"text/event-stream": {}},
-            "description": "Server-Sent Events: `status`, `step` (started/finished), then `job` (final) and the stream ends",
+            "description": "Server-Sent Events: `status`, `step` (started/finished), `llm.delta` (streamed text), `waiting`, then `job` (final) and the stream ends",
         },
         404: {"description": "Unknown job"},
     },
 )
 async def job_events_stream(
-    first: JobViewDep, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep
+    request: Request,
+    first: JobViewDep,
+    settings: SettingsDep,
+    engine: EngineDep,
+    temporal: TemporalDep,
+    catalog: CatalogDep,
 ) -> StreamingResponse:
-    """Follow a job live. Each event's `data` is JSON; the last one (`job`) is the full job view."""
-    stream = job_events.follow(first, settings=settings, engine=engine, temporal=temporal)
+    """Follow a job live. Each event's `data` is JSON; the last one (`job`) is the full job view.
+    A streamed `llm` step's text arrives as `llm.delta` events `{path, text, attempt, call}`
+    before the step's `finished`; the step's text is the deltas of its last (attempt, call)."""
+    loaded = catalog.definitions.get(first.workflow_name, first.workflow_version)
+    stream = job_events.follow(
+        first,
+        settings=settings,
+        engine=engine,
+        temporal=temporal,
+        redis=request.app.state.redis,
+        streamed=streamed_ids(loaded.definition.steps) if loaded else frozenset(),
+    )
     return StreamingResponse(
         stream,
         media_type="text/event-stream",

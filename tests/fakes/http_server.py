@@ -34,6 +34,11 @@ class Response:
     body: Any = None  # dict/list → JSON; str/bytes sent as is
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    # A streamed body (chunked transfer encoding): (pause before it, bytes) per piece. With
+    # `drop`, the connection closes after the pieces without ending the body, as a crashed
+    # or cut-off server's would.
+    stream: list[tuple[float, bytes]] | None = None
+    drop: bool = False
 
     def encode(self) -> tuple[bytes, dict[str, str]]:
         headers = dict(self.headers)
@@ -87,6 +92,9 @@ class FakeHTTPServer:
                 resp = outer._respond(req)
                 if resp.delay:
                     time.sleep(resp.delay)
+                if resp.stream is not None:
+                    self._stream(resp)
+                    return
                 payload, headers = resp.encode()
                 try:
                     self.send_response(resp.status)
@@ -95,6 +103,25 @@ class FakeHTTPServer:
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _stream(self, resp: Response) -> None:
+                try:
+                    self.send_response(resp.status)
+                    for k, v in resp.headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for pause, piece in resp.stream or []:
+                        if pause:
+                            time.sleep(pause)
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.flush()
+                    if resp.drop:
+                        self.close_connection = True
+                        return
+                    self.wfile.write(b"0\r\n\r\n")
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

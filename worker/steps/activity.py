@@ -22,7 +22,11 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
     if remaining <= 0:
         raise StepFailed(deadline_context(at.path), timed_out=True)
     call = build_activity_call(
-        step, job_id=runner.inp.job_id, snapshot=runner.inp.definition, resolver=at.resolver
+        step,
+        job_id=runner.inp.job_id,
+        snapshot=runner.inp.definition,
+        resolver=at.resolver,
+        path=at.path,
     )
     size = json_size(call.arg)
     if size > ACTIVITY_INPUT_LIMIT:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -187,8 +187,39 @@ class ComponentHealth(BaseModel):
     detail: str | None = None
 
 
+class ServiceHealth(BaseModel):
+    status: Literal["healthy", "unhealthy", "disabled"]
+    detail: str | None = None
+
+
 class HealthView(BaseModel):
-    status: str  # ok | degraded
+    """`status` and `services` in the shape the earlier service's clients read; `components`
+    as the first releases of this gateway answered."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "healthy",
+                    "services": {
+                        "database": {"status": "healthy"},
+                        "temporal": {"status": "healthy", "detail": "localhost:7233"},
+                        "redis": {"status": "disabled"},
+                    },
+                    "components": {
+                        "database": {"status": "ok"},
+                        "temporal": {"status": "ok", "detail": "localhost:7233"},
+                        "redis": {"status": "disabled"},
+                    },
+                }
+            ]
+        }
+    )
+
+    # healthy: all up; degraded: an optional service (Redis) is down, jobs still run;
+    # unhealthy: the database or Temporal is down (503).
+    status: Literal["healthy", "degraded", "unhealthy"]
+    services: dict[str, ServiceHealth]
     components: dict[str, ComponentHealth]
 
 

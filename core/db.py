@@ -80,6 +80,34 @@ def create_tables(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
         SQLModel.metadata.create_all(conn)
         _add_missing_columns(conn)
+        _create_views(conn)
+
+
+# The earlier service's table, as a view over `jobs`: its README's monitoring queries
+# (`SELECT … FROM workflow_jobs WHERE status = 'failed' …`) run unchanged. Soft-deleted jobs
+# are left out, as the earlier service deleted them.
+WORKFLOW_JOBS_VIEW = """
+CREATE VIEW workflow_jobs AS
+SELECT job_id, workflow_name, workflow_version, status, input_data, output AS output_data,
+       {error_message} AS error_message, {error_type} AS error_type,
+       user_id, username, action, priority, parent_job_id,
+       created_at, started_at, completed_at
+FROM jobs
+WHERE deleted_at IS NULL
+"""
+
+
+def _create_views(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        fields = {"error_message": "error->>'message'", "error_type": "error->>'type'"}
+    else:
+        fields = {
+            "error_message": "json_extract(error, '$.message')",
+            "error_type": "json_extract(error, '$.type')",
+        }
+    # Dropped and made again: a release that changes the view needs no migration of its own.
+    conn.execute(text("DROP VIEW IF EXISTS workflow_jobs"))
+    conn.execute(text(WORKFLOW_JOBS_VIEW.format(**fields)))
 
 
 def _add_missing_columns(conn: Connection) -> None:

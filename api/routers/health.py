@@ -5,39 +5,85 @@ reachable — and GET /api/v1/health/detailed for operators (`detailed_router`, 
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response, status
 
 from api.auth import Principal
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.health_checks import DetailedHealth, detailed_health
-from api.schemas import ComponentHealth, HealthView
+from api.schemas import ComponentHealth, HealthView, ServiceHealth
 from core.db import ping
 
 router = APIRouter(tags=["health"])
 detailed_router = APIRouter(prefix="/health", tags=["health"])
 
 
-@router.get("/health", response_model=HealthView)
+# Jobs can't be accepted or run without these; Redis only shares caches, limits and streams.
+REQUIRED = ("database", "temporal")
+_SERVICE_STATUS: dict[str, Literal["healthy", "unhealthy", "disabled"]] = {
+    "ok": "healthy",
+    "error": "unhealthy",
+    "disabled": "disabled",
+}
+
+
+@router.get(
+    "/health",
+    response_model=HealthView,
+    responses={503: {"model": HealthView, "description": "The database or Temporal is down"}},
+)
 async def health(
-    response: Response, settings: SettingsDep, engine: EngineDep, temporal: TemporalDep
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    engine: EngineDep,
+    temporal: TemporalDep,
 ) -> HealthView:
+    """`healthy`, `degraded` (Redis down: jobs still run, caches and limits are per process)
+    or `unhealthy` (503: the database or Temporal is down). No API key needed."""
     components: dict[str, ComponentHealth] = {}
-    try:
-        await asyncio.wait_for(asyncio.to_thread(ping, engine), timeout=5)
-        components["database"] = ComponentHealth(status="ok")
-    except Exception as exc:
-        components["database"] = ComponentHealth(status="error", detail=type(exc).__name__)
-    try:
-        client = await temporal.client()
-        await asyncio.wait_for(client.service_client.check_health(), timeout=5)
-        components["temporal"] = ComponentHealth(status="ok", detail=settings.temporal_address)
-    except Exception as exc:
-        components["temporal"] = ComponentHealth(status="error", detail=type(exc).__name__)
-    ok = all(c.status == "ok" for c in components.values())
-    if not ok:
+
+    async def database() -> None:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ping, engine), timeout=5)
+            components["database"] = ComponentHealth(status="ok")
+        except Exception as exc:
+            components["database"] = ComponentHealth(status="error", detail=type(exc).__name__)
+
+    async def temporal_server() -> None:
+        try:
+            client = await temporal.client()
+            await asyncio.wait_for(client.service_client.check_health(), timeout=5)
+            components["temporal"] = ComponentHealth(status="ok", detail=settings.temporal_address)
+        except Exception as exc:
+            components["temporal"] = ComponentHealth(status="error", detail=type(exc).__name__)
+
+    async def redis() -> None:
+        client = getattr(request.app.state, "redis", None)
+        if client is None:
+            components["redis"] = ComponentHealth(status="disabled")
+            return
+        try:
+            await asyncio.wait_for(client.ping(), timeout=2)
+            components["redis"] = ComponentHealth(status="ok")
+        except Exception as exc:
+            components["redis"] = ComponentHealth(status="error", detail=type(exc).__name__)
+
+    await asyncio.gather(database(), temporal_server(), redis())
+    components = {name: components[name] for name in ("database", "temporal", "redis")}
+    if any(components[name].status != "ok" for name in REQUIRED):
+        overall: Literal["healthy", "degraded", "unhealthy"] = "unhealthy"
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return HealthView(status="ok" if ok else "degraded", components=components)
+    elif components["redis"].status == "error":
+        overall = "degraded"
+    else:
+        overall = "healthy"
+    services = {
+        name: ServiceHealth(status=_SERVICE_STATUS[part.status], detail=part.detail)
+        for name, part in components.items()
+    }
+    return HealthView(status=overall, services=services, components=components)
 
 
 @detailed_router.get(

@@ -224,7 +224,7 @@ async def test_missing_required_param_is_a_validation_error(server, make_acts) -
 async def test_unknown_service_or_operation_is_a_validation_error(server, make_acts) -> None:
     err = await call_error(make_acts(), service="nope", operation="x")
     assert (err.type, err.non_retryable) == ("VALIDATION_ERROR", True)
-    assert "google_places, weatherapi" in err.message
+    assert "google_places, strapi, weatherapi" in err.message
     err = await call_error(make_acts(), service="weatherapi", operation="history")
     assert "current, forecast" in err.message
 

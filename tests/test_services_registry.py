@@ -26,7 +26,7 @@ def registry():
 
 
 def test_shipped_registry_declares_the_seed_services(registry) -> None:
-    assert registry.names() == ["google_places", "weatherapi"]
+    assert registry.names() == ["google_places", "strapi", "weatherapi"]
     for op in ("current", "forecast"):
         assert registry.has("weatherapi", op)
     for op in ("nearby_search", "text_search", "place_details"):
@@ -43,7 +43,7 @@ def test_shipped_registry_declares_the_seed_services(registry) -> None:
 
 
 def test_unknown_names_raise_lookup_errors_listing_known_ones(registry) -> None:
-    with pytest.raises(UnknownServiceError, match="google_places, weatherapi"):
+    with pytest.raises(UnknownServiceError, match="google_places, strapi, weatherapi"):
         registry.get("nope")
     with pytest.raises(UnknownServiceError, match="current, forecast"):
         registry.operation("weatherapi", "history")

@@ -154,6 +154,30 @@ ADVERSARIAL: dict[str, list[tuple[Any, dict[str, Any]]]] = {
         (OBJECTS, {"schema": {"type": "array", "uniqueItems": True}}),
         (OBJECTS, {"schema": {"type": "array", "items": {"type": "object"}}}),
     ],
+    "error_metrics": [
+        (
+            OBJECTS,
+            {"predictions": OBJECTS, "actual": "id", "predicted": ["no", "id"], "key": "name"},
+        ),
+        (
+            OBJECTS[:10_000],
+            {
+                "predictions": OBJECTS[:10_000],
+                "actual": "tags[*]",
+                "predicted": "tags[0]",
+                "key": ["x.y[3]", "id"],
+            },
+        ),
+        (
+            [{"a": "9" * (N // 2) + ".5", "k": 1}],
+            {
+                "predictions": [{"p": "1" * (N // 3), "k": "1"}],
+                "actual": "a",
+                "predicted": "p",
+                "key": "k",
+            },
+        ),
+    ],
 }
 
 

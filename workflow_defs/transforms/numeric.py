@@ -26,7 +26,13 @@ from typing import Any
 from workflow_defs.transforms.errors import TransformError
 from workflow_defs.transforms.limits import check_data
 from workflow_defs.transforms.objects import parse_number
-from workflow_defs.transforms.paths import PathSyntaxError, check_path, get_path
+from workflow_defs.transforms.paths import (
+    PathSyntaxError,
+    Segment,
+    check_path,
+    get_path,
+    parse_path,
+)
 from workflow_defs.transforms.spec import OperationSpec, Problem, deferred, kind_of
 from workflow_defs.transforms.values import select_list
 
@@ -64,12 +70,20 @@ def _check(config: Mapping[str, Any], at_load: bool) -> list[Problem]:
     return found
 
 
-def _first(item: Any, paths: Sequence[str], where: str) -> Any:
-    for path in paths:
-        try:
-            value = get_path(item, path)
-        except PathSyntaxError as exc:
-            raise TransformError(OPERATION, where, str(exc)) from None
+def _parsed(value: Any, where: str) -> list[tuple[Segment, ...]]:
+    """Each alternative parsed once per step, not once per item."""
+    try:
+        return [parse_path(path) for path in _alternatives(value)]
+    except PathSyntaxError as exc:
+        raise TransformError(OPERATION, where, str(exc)) from None
+
+
+def _first(item: Any, paths: Sequence[tuple[Segment, ...]]) -> Any:
+    for segments in paths:
+        if len(segments) == 1 and isinstance(segments[0], str) and isinstance(item, dict):
+            value = item.get(segments[0])  # the common case, without the general walk
+        else:
+            value = get_path(item, segments)
         if value is not None:
             return value
     return None
@@ -106,23 +120,26 @@ def _error_metrics(data: Any, config: Mapping[str, Any]) -> dict[str, Any]:
             OPERATION, "config.predictions", f"must be a list (got {kind_of(raw_predictions)})"
         )
     predictions = list(check_data(OPERATION, raw_predictions, "config.predictions"))
-    actual_paths = _alternatives(config["actual"])
-    predicted_paths = _alternatives(config["predicted"])
+    actual_paths = _parsed(config["actual"], "config.actual")
+    predicted_paths = _parsed(config["predicted"], "config.predicted")
     key = config.get("key")
     pairs: list[tuple[Any, Any]] = []
     if key is None:
         pairs = list(zip(actuals, predictions, strict=False))
         pairs += [(item, None) for item in actuals[len(predictions) :]]
     else:
-        key_paths = _alternatives(key)
-        prediction_paths = _alternatives(config.get("prediction_key") or key)
+        key_paths = _parsed(key, "config.key")
+        prediction_paths = _parsed(
+            config.get("prediction_key") or key,
+            "config.prediction_key" if config.get("prediction_key") else "config.key",
+        )
         by_key: dict[str, Any] = {}
         for prediction in predictions:
-            text = _key_text(_first(prediction, prediction_paths, "config.prediction_key"))
+            text = _key_text(_first(prediction, prediction_paths))
             if text is not None:
                 by_key.setdefault(text, prediction)  # the first (newest when sorted) wins
         for item in actuals:
-            text = _key_text(_first(item, key_paths, "config.key"))
+            text = _key_text(_first(item, key_paths))
             pairs.append((item, by_key.get(text) if text is not None else None))
     errors: list[float] = []
     ratios: list[float] = []
@@ -130,12 +147,8 @@ def _error_metrics(data: Any, config: Mapping[str, Any]) -> dict[str, Any]:
     predicted_total: list[float] = []
     unmatched = 0
     for item, prediction in pairs:
-        actual = _number(_first(item, actual_paths, "config.actual"))
-        predicted = (
-            None
-            if prediction is None
-            else _number(_first(prediction, predicted_paths, "config.predicted"))
-        )
+        actual = _number(_first(item, actual_paths))
+        predicted = None if prediction is None else _number(_first(prediction, predicted_paths))
         if actual is None or predicted is None:
             unmatched += 1
             continue

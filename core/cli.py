@@ -1,10 +1,11 @@
-"""The `llmflow` command: dev, api, worker, run, validate, replay, schema, jobs."""
+"""The `llmflow` command: dev, api, worker, run, validate, replay, schema, openapi, jobs."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -30,6 +31,13 @@ def _cmd_api(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
+        # uvloop and httptools (uvicorn[standard]): the event loop and HTTP parser in C.
+        loop="auto",
+        http="auto",
+        # Pollers and load balancers reuse connections: keep idle ones longer than a typical
+        # balancer's idle timeout (60 s), so the server is never the side that closes one a
+        # client is just reusing (the client then sees a dropped request).
+        timeout_keep_alive=75,
     )
     return 0
 
@@ -88,8 +96,23 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     from core import db
     from core.settings import get_settings
 
-    engine = db.make_engine(get_settings().database_url)
+    settings = get_settings()
+    engine = db.make_engine(settings.database_url)
     try:
+        if args.action == "watch":
+            if not args.job_id:
+                print("usage: llmflow jobs watch <job_id>", file=sys.stderr)
+                return 2
+            from core.watch import watch_job
+
+            return asyncio.run(
+                watch_job(
+                    args.job_id,
+                    read_row=lambda job_id: db.get_job(engine, job_id),
+                    redis_url=settings.redis_url,
+                    out=sys.stdout,
+                )
+            )
         if args.action == "show":
             if not args.job_id:
                 print("usage: llmflow jobs show <job_id>", file=sys.stderr)
@@ -125,6 +148,29 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     from workflow_defs.schema import WorkflowDefinition
 
     print(json.dumps(WorkflowDefinition.model_json_schema(by_alias=True), indent=2))
+    return 0
+
+
+def openapi_document() -> dict[str, Any]:
+    """The gateway's OpenAPI document, independent of the environment's keys and database."""
+    from api.main import create_app
+    from core.settings import Settings
+
+    # Nothing is connected: create_app only builds the routes (the lifespan never runs).
+    app = create_app(Settings(environment="test", api_keys=[], database_url="sqlite://"))
+    return app.openapi()
+
+
+def render_openapi() -> str:
+    return json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _cmd_openapi(args: argparse.Namespace) -> int:
+    text = render_openapi()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -171,18 +217,32 @@ async def _run(args: argparse.Namespace) -> int:
     if not args.wait:
         print(job_id)
         return 0
-    try:
-        result = await handle.result()
-    except Exception as exc:
-        cause = getattr(exc, "cause", None)
-        print(f"job {job_id} failed: {cause or exc}", file=sys.stderr)
-        return 1
+    from core.watch import printing_deltas
+
+    # A streamed step's text goes to stderr as it arrives; stdout stays the result's JSON.
+    async with printing_deltas(settings.redis_url, job_id, sys.stderr):
+        try:
+            result = await handle.result()
+        except Exception as exc:
+            cause = getattr(exc, "cause", None)
+            print(f"job {job_id} failed: {cause or exc}", file=sys.stderr)
+            return 1
     print(json.dumps(result.model_dump(mode="json"), indent=2))
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
+    return _exit_now(asyncio.run(_run(args)))
+
+
+def _exit_now(code: int) -> int:
+    """Exit without interpreter finalization. The Temporal client's native runtime can still
+    hold threads that call into Python while it tears down, which aborted 3 runs in 53
+    (`PyGILState_Release`, exit 134) after the result was printed; the exit code must be
+    the job's."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,8 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("files", nargs="*")
     val.set_defaults(func=_cmd_validate)
     sub.add_parser("schema", help="print the JSON Schema of the DSL").set_defaults(func=_cmd_schema)
-    jobs = sub.add_parser("jobs", help="list jobs from the mirror, or show one")
-    jobs.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    oas = sub.add_parser(
+        "openapi", help="print the gateway's OpenAPI document (committed as clients/openapi.json)"
+    )
+    oas.add_argument("-o", "--output", help="write it to this file instead of stdout")
+    oas.set_defaults(func=_cmd_openapi)
+    jobs = sub.add_parser("jobs", help="list jobs from the mirror, show one, or watch one live")
+    jobs.add_argument("action", nargs="?", choices=["list", "show", "watch"], default="list")
     jobs.add_argument("job_id", nargs="?")
     jobs.add_argument("--status")
     jobs.add_argument("--workflow", help="filter by workflow name")

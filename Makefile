@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TS_DIR := clients/typescript
 
-.PHONY: install dev test lint format bench clean
+.PHONY: install dev test lint format bench clean openapi ts-install
 
 install: $(STAMP)
 
@@ -29,6 +30,16 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The committed API description and the clients' types made from it; rerun after changing a route
+# or a schema (tests/test_openapi_committed.py and tests/test_typescript_client.py say when).
+openapi: install ts-install
+	$(BIN)/llmflow openapi -o clients/openapi.json
+	cd $(TS_DIR) && node node_modules/openapi-typescript/bin/cli.js ../openapi.json --output schema.d.ts
+
+# npm ci of the TypeScript client's tools, only when its package-lock.json changed.
+ts-install: install
+	$(BIN)/python $(TS_DIR)/install.py
 
 bench: install
 	$(BIN)/python -m bench.run

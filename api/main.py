@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
 from api.auth import check_auth_config
+from api.docs_assets import install_docs
 from api.errors import CatchAll, install_error_handlers
 from api.inbound_service import load_inbound
 from api.metrics import install_metrics
@@ -78,6 +79,8 @@ def create_app(
         version="0.1.0",
         description="Durable multi-step LLM workflows on Temporal. Submit jobs, poll or get a signed webhook.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from install_docs, with their assets served here
+        redoc_url=None,
     )
     app.add_middleware(CatchAll)  # first added = innermost: sees what no handler took
     app.add_middleware(JsonByDefault)
@@ -96,6 +99,7 @@ def create_app(
     app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(health.detailed_router, prefix=API_PREFIX)
     app.include_router(inbound.router, prefix=API_PREFIX)  # own signature/token auth, no API key
+    install_docs(app)  # Swagger UI and ReDoc without a CDN
 
     return app
 

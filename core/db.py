@@ -232,12 +232,13 @@ def _upsert_once(engine: Engine, update: MirrorUpdate) -> str:
             action = "inserted"
         else:
             same_run = row.run_id is None or row.run_id == update.run_id
-            if (
-                same_run
-                and row.status in TERMINAL_STATUSES
-                and update.status not in TERMINAL_STATUSES
-            ):
-                return "skipped"
+            if same_run and row.status in TERMINAL_STATUSES:
+                if update.status not in TERMINAL_STATUSES:
+                    return "skipped"
+                if update.metadata is None and row.job_metadata is not None:
+                    # An observer (the gateway reading Temporal) knows the end but not the
+                    # records; the interpreter's final write already said more.
+                    return "skipped"
             action = "updated"
         row.status = update.status
         row.run_id = update.run_id or row.run_id
@@ -253,7 +254,9 @@ def _upsert_once(engine: Engine, update: MirrorUpdate) -> str:
             row.error = sanitized(update.error)
             row.job_metadata = sanitized(update.metadata)
         else:
+            # A running job has no result yet, also after a reset of one that had.
             row.completed_at = None
+            row.output = row.error = row.job_metadata = None
         row.updated_at = now
         session.add(row)
         session.commit()

@@ -161,6 +161,10 @@ async def test_cancel_a_running_job(
             missing = await api.post("/api/v1/jobs/nope/cancel")
     assert cancel.status_code == 202 and cancel.json()["cancel_requested"] is True
     assert job["status"] == "cancelled" and job["error"]["type"] == "CANCELLED"
+    # The step that was running says so: cancelled, after the attempt it had started.
+    explain = next(r for r in job["metadata"]["steps"] if r["id"] == "explain")
+    assert explain["status"] == "cancelled" and explain["attempts"] == 1, explain
+    assert explain["started_at"] is not None and explain["duration_ms"] is not None
     assert again.status_code == 409 and missing.status_code == 404
     row = get_job(engine, job_id)
     assert row is not None and row.status == "cancelled"

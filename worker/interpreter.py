@@ -263,6 +263,8 @@ class InterpreterWorkflow:
             record.output = step.default
         except asyncio.CancelledError:
             record.status = "cancelled"
+            # It had started an attempt (an activity's, a block's) when the job was cancelled.
+            record.attempts = record.attempts or 1
             self._finish(record, step, at, None, now)
             raise
         self._finish(record, step, at, outcome.content, now)

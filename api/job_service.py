@@ -138,10 +138,7 @@ async def submit_job(
 
     loaded = catalog.definitions.get(body.workflow_name, body.workflow_version)
     if loaded is None:
-        known = catalog.definitions.versions(body.workflow_name)
-        hint = f"; versions: {', '.join(known)}" if known else ""
-        version = body.workflow_version or "latest"
-        raise NotFound(f"workflow {body.workflow_name!r} version {version} not found{hint}")
+        raise NotFound(catalog.definitions.not_found(body.workflow_name, body.workflow_version))
     input_data = validate_input(loaded.definition, body.input_data)  # InputError → 422
     webhook = _webhook_target(body, settings, job_id)
 

@@ -196,10 +196,7 @@ async def _run(args: argparse.Namespace) -> int:
     catalog = load_catalog(settings)
     loaded = catalog.definitions.get(args.workflow, args.version)
     if loaded is None:
-        print(
-            f"unknown workflow {args.workflow!r}; known: {', '.join(catalog.definitions.names())}",
-            file=sys.stderr,
-        )
+        print(catalog.definitions.not_found(args.workflow, args.version), file=sys.stderr)
         return 2
     try:
         input_data = validate_input(loaded.definition, _read_input(args.input))

@@ -128,11 +128,19 @@ async def test_unknown_workflow_or_version_is_404_naming_it(
         unknown = await api.get("/api/v1/workflows/nope")
         bad_version = await api.get("/api/v1/workflows/quickstart", params={"version": "9.9.9"})
         graph = await api.get("/api/v1/workflows/nope/graph")
+        submit = await api.post(
+            "/api/v1/jobs",
+            json={"workflow_name": "quickstart", "workflow_version": "9.9.9", "input_data": {}},
+        )
+        submit_unknown = await api.post("/api/v1/jobs", json={"workflow_name": "nope"})
     assert unknown.status_code == 404 and "'nope'" in unknown.json()["detail"]
+    assert "workflows: " in unknown.json()["detail"] and "quickstart" in unknown.json()["detail"]
     assert bad_version.status_code == 404
-    assert bad_version.json()["detail"] == (
-        "workflow 'quickstart' version 9.9.9 not found; versions: 1.0.0"
-    )
+    said = "workflow 'quickstart' has no version 9.9.9; versions: 1.0.0"
+    assert bad_version.json()["detail"] == said
+    # Submitting says it in the same words.
+    assert submit.status_code == 404 and said in submit.text
+    assert submit_unknown.status_code == 404 and unknown.json()["detail"] in submit_unknown.text
     assert graph.status_code == 404 and "'nope'" in graph.json()["detail"]
 
 

@@ -144,11 +144,14 @@ async def test_run_wait_exit_codes_are_reliable(
         )
         failed = await one("run", "cli_fails", "--wait")
     unknown = await one("run", "no_such_workflow", "--wait")
+    no_version = await one("run", "quickstart", "--version", "9.9.9", "--wait")
     codes = [code for code, _, _ in runs]
     assert codes == [0] * RUNS, [(c, e[-300:]) for c, _, e in runs if c != 0]
     assert all(json.loads(out)["status"] == "completed" for _, out, _ in runs)
     assert failed[0] == 1 and "failed" in failed[2]
-    assert unknown[0] == 2 and "unknown workflow" in unknown[2]
+    assert unknown[0] == 2 and "workflow 'no_such_workflow' not found" in unknown[2]
+    assert no_version[0] == 2
+    assert "workflow 'quickstart' has no version 9.9.9; versions: 1.0.0" in no_version[2]
 
 
 async def test_jobs_watch_follows_a_job_to_its_end(

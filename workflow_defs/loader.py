@@ -279,6 +279,14 @@ class DefinitionRegistry:
             return versions[max(versions, key=version_key)]
         return versions.get(version)
 
+    def not_found(self, name: str, version: str | None = None) -> str:
+        """Why get(name, version) found nothing, with what there is: one wording for the
+        API (POST /jobs, GET /workflows/…) and the CLI."""
+        known = self.versions(name)
+        if not known:
+            return f"workflow {name!r} not found; workflows: {', '.join(self.names()) or 'none'}"
+        return f"workflow {name!r} has no version {version}; versions: {', '.join(known)}"
+
     def all(self) -> list[LoadedDefinition]:
         return [self._by_name[n][v] for n in self.names() for v in self.versions(n)]
 

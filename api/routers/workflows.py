@@ -51,9 +51,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
         "description": "Unknown workflow or version",
         "content": {
             "application/json": {
-                "example": {
-                    "detail": "workflow 'quickstart' version 9.9.9 not found; versions: 1.0.0"
-                }
+                "example": {"detail": "workflow 'quickstart' has no version 9.9.9; versions: 1.0.0"}
             }
         },
     }
@@ -106,13 +104,7 @@ _pending_validations = 0
 def _find(catalog: Catalog, name: str, version: str | None) -> LoadedDefinition:
     loaded = catalog.definitions.get(name, version)
     if loaded is None:
-        known = catalog.definitions.versions(name)
-        if not known:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"workflow {name!r} not found")
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            f"workflow {name!r} version {version} not found; versions: {', '.join(known)}",
-        )
+        raise HTTPException(status.HTTP_404_NOT_FOUND, catalog.definitions.not_found(name, version))
     return loaded
 
 

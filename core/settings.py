@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     temporal_ui_url: str | None = None
     # Worker-side Prometheus endpoint (Temporal SDK metrics + llmflow_cache_requests); off when unset.
     worker_metrics_port: int | None = None
+    # Address it binds: loopback by default, like everything else; 0.0.0.0 to let Prometheus in.
+    worker_metrics_host: str = "127.0.0.1"
 
     workflow_defs_dir: Path = DEFAULT_WORKFLOW_DEFS_DIR
     prompts_dir: Path = DEFAULT_PROMPTS_DIR

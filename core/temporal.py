@@ -36,7 +36,7 @@ SEARCH_ATTRIBUTES = {
 }
 
 
-def metrics_runtime(port: int, host: str = "0.0.0.0") -> Runtime:
+def metrics_runtime(port: int, host: str = "127.0.0.1") -> Runtime:
     """A Temporal runtime exporting SDK and activity metrics at http://host:port/metrics."""
     return Runtime(
         telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}"))

@@ -24,11 +24,17 @@ async def run_worker(settings: Settings | None = None) -> None:
         "definitions: %s", ", ".join(f"{d.name}@{d.version}" for d in catalog.definitions.all())
     )
     runtime = (
-        metrics_runtime(settings.worker_metrics_port) if settings.worker_metrics_port else None
+        metrics_runtime(settings.worker_metrics_port, settings.worker_metrics_host)
+        if settings.worker_metrics_port
+        else None
     )
     client = await connect(settings, attempts=30, runtime=runtime)
     if runtime is not None:
-        log.info("worker metrics on :%d/metrics", settings.worker_metrics_port)
+        log.info(
+            "worker metrics on %s:%d/metrics",
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
     if settings.temporal_search_attributes:
         await ensure_search_attributes(client, settings.temporal_namespace)
     stop = asyncio.Event()

@@ -36,10 +36,26 @@ SEARCH_ATTRIBUTES = {
 }
 
 
+# Bounds of llmflow's own histograms (worker/metrics.py): the SDK's default buckets stop at
+# 10 000 (ms), far below a job that waits for an approval, and far above a call's cost in USD.
+HISTOGRAM_BUCKETS: dict[str, list[float]] = {
+    # milliseconds: 0.1 s … 1 day
+    "llmflow_job_duration": [
+        seconds * 1000
+        for seconds in (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 86400)
+    ],
+    "llmflow_llm_cost_usd": [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
+}
+
+
 def metrics_runtime(port: int, host: str = "127.0.0.1") -> Runtime:
     """A Temporal runtime exporting SDK and activity metrics at http://host:port/metrics."""
     return Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}"))
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"{host}:{port}", histogram_bucket_overrides=HISTOGRAM_BUCKETS
+            )
+        )
     )
 
 

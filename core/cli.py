@@ -22,9 +22,11 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.auth import check_auth_config
     from core.settings import get_settings
 
     settings = get_settings()
+    check_auth_config(settings)  # before uvicorn: its traceback would bury the one line
     uvicorn.run(
         "api.main:app_from_env",
         factory=True,
@@ -93,16 +95,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
     """Read the mirror (DATABASE_URL) directly: works with the gateway down."""
-    from core import db
+    from core import cli_jobs, db
     from core.settings import get_settings
 
     settings = get_settings()
+    needs_id = args.action in ("show", "watch", "cancel", "rerun")
+    if needs_id and not args.job_id:
+        print(f"usage: llmflow jobs {args.action} <job_id>", file=sys.stderr)
+        return 2
     engine = db.make_engine(settings.database_url)
     try:
         if args.action == "watch":
-            if not args.job_id:
-                print("usage: llmflow jobs watch <job_id>", file=sys.stderr)
-                return 2
             from core.watch import watch_job
 
             return asyncio.run(
@@ -113,29 +116,32 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
                     out=sys.stdout,
                 )
             )
+        if args.action == "cancel":
+            return _exit_now(asyncio.run(cli_jobs.cancel_job(settings, args.job_id)))
+        if args.action == "rerun":
+            return _exit_now(
+                asyncio.run(cli_jobs.rerun_job(settings, engine, args.job_id, args.from_step))
+            )
         if args.action == "show":
-            if not args.job_id:
-                print("usage: llmflow jobs show <job_id>", file=sys.stderr)
-                return 2
             row = db.get_job(engine, args.job_id)
             if row is None:
                 print(f"job {args.job_id} not found in the mirror", file=sys.stderr)
                 return 1
-            print(json.dumps(row.model_dump(mode="json"), indent=2))
-            return 0
+            return cli_jobs.show_job(row, settings, as_json=args.json)
         where = db.JobFilter(
             statuses=(args.status,) if args.status else None, workflow_name=args.workflow
         )
         rows = db.list_jobs(engine, where, limit=args.limit)
-        for r in rows:
-            created = db.as_utc(r.created_at)
-            error = (r.error or {}).get("type", "")
-            print(
-                f"{r.job_id}  {r.status:<9}  {r.workflow_name} {r.workflow_version}  {created:%Y-%m-%d %H:%M:%S}  {error}"
-            )
-        return 0
+        if args.json:
+            print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+            return 0
+        return cli_jobs.list_jobs(rows, db.as_utc)
     finally:
         engine.dispose()
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called: one line on stderr, exit code 2."""
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -175,14 +181,27 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def _read_input(value: str | None) -> dict[str, Any]:
+    """`--input '{"topic": "x"}'`, `--input data.json` or `--input @data.json`."""
     if not value:
         return {}
-    path = Path(value)
-    text = path.read_text() if path.exists() else value
-    data = json.loads(text)
+    path = Path(value.removeprefix("@"))
+    is_file = value.startswith("@") or (
+        not value.lstrip().startswith(("{", "[")) and (path.exists() or bool(path.suffix))
+    )
+    if is_file:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UsageError(f"--input: cannot read {path}: {exc.strerror}") from None
+    else:
+        text = value
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--input is not JSON ({exc}); give a JSON object or a file") from None
     if not isinstance(data, dict):
-        raise SystemExit("--input must be a JSON object (or a file holding one)")
-    return data  # type: ignore[no-any-return]
+        raise UsageError("--input must be a JSON object (or a file holding one)")
+    return data
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -203,29 +222,27 @@ async def _run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"invalid input: {exc}", file=sys.stderr)
         return 2
-    client = await connect(settings)
+    try:
+        client = await connect(settings)
+    except Exception as exc:
+        raise UsageError(
+            f"cannot reach Temporal at {settings.temporal_address} ({type(exc).__name__}): "
+            "start the stack with `make dev`, or set TEMPORAL_ADDRESS"
+        ) from None
     job_id = str(uuid.uuid4())
     # The worker's mirror activity creates the job row, so CLI runs show up in the API too.
     inp = InterpreterInput(
         job_id=job_id, definition=catalog.snapshot(loaded), input_data=input_data
     )
     handle = await start_job(client, settings, inp)
-    print(f"started job {job_id} ({loaded.name} {loaded.version})", file=sys.stderr)
     if not args.wait:
+        print(f"started job {job_id} ({loaded.name} {loaded.version})", file=sys.stderr)
         print(job_id)
         return 0
-    from core.watch import printing_deltas
+    from core.cli_jobs import follow_run
 
-    # A streamed step's text goes to stderr as it arrives; stdout stays the result's JSON.
-    async with printing_deltas(settings.redis_url, job_id, sys.stderr):
-        try:
-            result = await handle.result()
-        except Exception as exc:
-            cause = getattr(exc, "cause", None)
-            print(f"job {job_id} failed: {cause or exc}", file=sys.stderr)
-            return 1
-    print(json.dumps(result.model_dump(mode="json"), indent=2))
-    return 0
+    mode = "json" if args.json else "quiet" if args.quiet else "human"
+    return await follow_run(handle, settings, mode=mode)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -264,12 +281,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     oas.add_argument("-o", "--output", help="write it to this file instead of stdout")
     oas.set_defaults(func=_cmd_openapi)
-    jobs = sub.add_parser("jobs", help="list jobs from the mirror, show one, or watch one live")
-    jobs.add_argument("action", nargs="?", choices=["list", "show", "watch"], default="list")
+    jobs = sub.add_parser(
+        "jobs", help="list jobs from the mirror; show, watch, cancel or rerun one"
+    )
+    jobs.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "show", "watch", "cancel", "rerun"],
+        default="list",
+    )
     jobs.add_argument("job_id", nargs="?")
     jobs.add_argument("--status")
     jobs.add_argument("--workflow", help="filter by workflow name")
     jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--json", action="store_true", help="the raw rows (list, show)")
+    jobs.add_argument("--from-step", help="rerun: reuse the outputs of the steps before it")
     jobs.set_defaults(func=_cmd_jobs)
     rep = sub.add_parser(
         "replay",
@@ -282,7 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("workflow")
     run.add_argument("--input", help="JSON object, or a file holding one")
     run.add_argument("--version")
-    run.add_argument("--wait", action="store_true", help="wait and print the result")
+    run.add_argument("--wait", action="store_true", help="follow the job and print the result")
+    shown = run.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="with --wait: only the final job JSON")
+    shown.add_argument("--quiet", action="store_true", help="with --wait: only the output")
     run.set_defaults(func=_cmd_run)
     return parser
 
@@ -294,12 +323,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from workflow_defs.loader import DefinitionError
+        message = _expected_error(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
 
-        if isinstance(exc, DefinitionError):
-            print(f"invalid workflow definition(s):\n{exc}", file=sys.stderr)
-            return 2
-        raise
+
+def _expected_error(exc: Exception) -> str | None:
+    """One line for the mistakes a user makes (configuration, input, a definition), instead of
+    a traceback; None for everything else."""
+    from pydantic import ValidationError
+
+    from api.auth import ProductionWithoutKeys
+    from workflow_defs.loader import DefinitionError
+
+    if isinstance(exc, UsageError | ProductionWithoutKeys):
+        return str(exc)
+    if isinstance(exc, DefinitionError):
+        return f"invalid workflow definition(s):\n{exc}"
+    if isinstance(exc, ValidationError) and exc.title == "Settings":
+        # Settings come from the environment: name the variable, not the field.
+        return "; ".join(
+            f"{str(e['loc'][0]).upper() if e['loc'] else 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        )
+    return None
 
 
 if __name__ == "__main__":

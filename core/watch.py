@@ -55,7 +55,9 @@ async def stream_text(redis: Any, job_id: str, printer: DeltaPrinter) -> None:
             await asyncio.sleep(0.05)  # Redis down answers at once: don't spin
 
 
-async def drain_text(redis: Any, job_id: str, printer: DeltaPrinter, task: asyncio.Task[None]) -> None:
+async def drain_text(
+    redis: Any, job_id: str, printer: DeltaPrinter, task: asyncio.Task[None]
+) -> None:
     """Stop following and print what is stored but not printed yet (the step's last pieces
     land in Redis before the job's result)."""
     task.cancel()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
 from core.settings import Settings
 from tests import harness
@@ -108,7 +108,7 @@ async def llmflow(settings: Settings, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_run_wait_prints_streamed_text_and_the_result(
+async def test_run_wait_shows_steps_and_streamed_text_then_the_output(
     temporal_client: Client, cli_settings: Settings, engine: Engine
 ) -> None:
     if not cli_settings.redis_url:
@@ -117,14 +117,25 @@ async def test_run_wait_prints_streamed_text_and_the_result(
         code, out, err = await llmflow(
             cli_settings, "run", "cli_story", "--input", '{"topic": "durability"}', "--wait"
         )
+        quiet = await llmflow(cli_settings, "run", "cli_story", "--wait", "--quiet")
+        as_json = await llmflow(cli_settings, "run", "cli_story", "--wait", "--json")
     assert code == 0, err
-    result = json.loads(out)
-    text = result["output"]["content"]
-    assert result["status"] == "completed" and text.startswith("Once upon a time")
-    assert "── story (streaming) ──" in err
-    assert text in err.replace("\n── ", "")  # the pieces, printed in order, make the text
+    lines = out.splitlines()
+    # The job id and its Web UI link at once, then the steps, the streamed text, the output.
+    assert lines[0].startswith("job ") and lines[0].endswith(" started")
+    assert lines[1].startswith("Web UI: http") and "/workflows/" in lines[1]
+    assert "▸ story running" in out
+    assert "── story (streaming) ──" in out
+    assert "✓ story completed · 1 attempt · " in out
+    assert "completed in " in out
+    text = "Once upon a time a worker died, and the job went on anyway."
+    assert out.count(text) == 2  # streamed, then the output
+    assert "\x1b[" not in out  # not a TTY: no colour codes
+    assert quiet[0] == 0 and json.loads(quiet[1])["content"] == text  # the output alone
+    assert as_json[0] == 0 and json.loads(as_json[1])["output"]["content"] == text
 
 
+@pytest.mark.timeout(600)  # 50 separate processes, 5 at a time, on 2 cores
 async def test_run_wait_exit_codes_are_reliable(
     temporal_client: Client, cli_settings: Settings, engine: Engine
 ) -> None:
@@ -138,17 +149,19 @@ async def test_run_wait_exit_codes_are_reliable(
     async with harness.running_worker(temporal_client, fast, engine):
         runs = await asyncio.gather(
             *[
-                one("run", "quickstart", "--input", '{"topic": "exits"}', "--wait")
+                one("run", "quickstart", "--input", '{"topic": "exits"}', "--wait", "--json")
                 for _ in range(RUNS)
             ]
         )
         failed = await one("run", "cli_fails", "--wait")
+        failed_json = await one("run", "cli_fails", "--wait", "--json")
     unknown = await one("run", "no_such_workflow", "--wait")
     no_version = await one("run", "quickstart", "--version", "9.9.9", "--wait")
     codes = [code for code, _, _ in runs]
     assert codes == [0] * RUNS, [(c, e[-300:]) for c, _, e in runs if c != 0]
     assert all(json.loads(out)["status"] == "completed" for _, out, _ in runs)
-    assert failed[0] == 1 and "failed" in failed[2]
+    assert failed[0] == 1 and "failed at step boom: TRANSFORM_ERROR" in failed[2]
+    assert failed_json[0] == 1 and json.loads(failed_json[1])["status"] == "failed"
     assert unknown[0] == 2 and "workflow 'no_such_workflow' not found" in unknown[2]
     assert no_version[0] == 2
     assert "workflow 'quickstart' has no version 9.9.9; versions: 1.0.0" in no_version[2]
@@ -170,3 +183,62 @@ async def test_jobs_watch_follows_a_job_to_its_end(
     assert result.output["content"] in out.replace("\n── ", "")
     missing = await llmflow(cli_settings, "jobs", "watch", "no-such-job")
     assert missing[0] == 2
+
+
+async def test_expected_errors_are_one_line_and_exit_2(
+    cli_settings: Settings, tmp_path: Path
+) -> None:
+    not_json = await llmflow(cli_settings, "run", "quickstart", "--input", "not json", "--wait")
+    missing = await llmflow(cli_settings, "run", "quickstart", "--input", str(tmp_path / "no.json"))
+    away = cli_settings.model_copy(update={"temporal_address": "127.0.0.1:9"})
+    unreachable = await llmflow(away, "run", "quickstart", "--input", '{"topic": "x"}')
+    production = cli_settings.model_copy(update={"environment": "production"})
+    env = {**cli_env(production), "ENVIRONMENT": "production", "API_KEYS": ""}
+    proc = await asyncio.create_subprocess_exec(
+        *LLMFLOW, "api", env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+    )
+    _, api_err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    for code, _, err in (not_json, missing, unreachable, (proc.returncode, "", api_err.decode())):
+        assert code == 2, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "--input is not JSON" in not_json[2]
+    assert "cannot read" in missing[2] and "no.json" in missing[2]
+    assert "cannot reach Temporal at 127.0.0.1:9" in unreachable[2]
+    assert "TEMPORAL_ADDRESS" in unreachable[2]
+    assert "ENVIRONMENT=production requires API_KEYS" in api_err.decode()
+
+
+async def test_jobs_show_list_cancel_and_rerun(
+    temporal_client: Client, cli_settings: Settings, engine: Engine
+) -> None:
+    plain = cli_settings.model_copy(update={"redis_url": None})
+    async with harness.running_worker(temporal_client, plain, engine):
+        code, out, err = await llmflow(
+            plain, "run", "quickstart", "--input", '{"topic": "tables"}', "--wait", "--json"
+        )
+        assert code == 0, err
+        job_id = json.loads(out)["job_id"]
+        shown = await llmflow(plain, "jobs", "show", job_id)
+        raw = await llmflow(plain, "jobs", "show", job_id, "--json")
+        story_job = await llmflow(plain, "run", "cli_story", "--wait", "--json")
+        listed = await llmflow(plain, "jobs", "--workflow", "cli_story", "--limit", "3")
+        empty = await llmflow(plain, "jobs", "--workflow", "no_such_workflow")
+        rerun = await llmflow(plain, "jobs", "rerun", job_id, "--from-step", "summary")
+        slow = await harness.start(
+            temporal_client, plain, harness.load(story(60_000), plain), {"topic": "cancel me"}
+        )
+        cancel = await llmflow(plain, "jobs", "cancel", slow.id)
+        with pytest.raises(WorkflowFailureError):
+            await slow.result()
+    assert shown[0] == 0, shown[2]
+    for column in ("step", "status", "attempts", "duration", "tokens", "cost", "error"):
+        assert column in shown[1]
+    assert "explain" in shown[1] and "completed" in shown[1] and "Web UI: http" in shown[1]
+    assert "output" in shown[1]
+    assert json.loads(raw[1])["job_id"] == job_id
+    newest = json.loads(story_job[1])["job_id"]
+    assert listed[0] == 0 and "job id" in listed[1] and newest in listed[1]
+    assert empty[0] == 0 and empty[1].strip() == "no jobs"
+    assert rerun[0] == 0, rerun[2]
+    assert "explain" in rerun[2] and "bullet_text" in rerun[2]  # the reused steps
+    assert cancel[0] == 0 and "cancel requested" in cancel[1]

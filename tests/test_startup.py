@@ -126,8 +126,10 @@ def test_cli_jobs_lists_and_shows_the_mirror(
         assert cli_main(["jobs", "--workflow", name]) == 0
         listed = capsys.readouterr().out
         assert f"{name}-job" in listed and "failed" in listed
-        assert cli_main(["jobs", "show", f"{name}-job"]) == 0
+        assert cli_main(["jobs", "show", f"{name}-job", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["workflow_name"] == name
+        assert cli_main(["jobs", "show", f"{name}-job"]) == 0
+        assert f"{name}-job" in capsys.readouterr().out
         assert cli_main(["jobs", "show", "missing-job"]) == 1
     finally:
         get_settings.cache_clear()

@@ -78,6 +78,8 @@ class InterpreterWorkflow:
 
     def _finished_view(self, record: StepRecord) -> dict[str, Any]:
         view: dict[str, Any] = {"status": record.status, "attempts": record.attempts}
+        if record.tokens:
+            view.update(tokens=record.tokens, cost_usd=record.cost_usd)
         if record.duration_ms is not None:
             view["duration_ms"] = record.duration_ms
         if record.error is not None:

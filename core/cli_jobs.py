@@ -1,0 +1,178 @@
+"""`llmflow run --wait` and `llmflow jobs …`: following, showing, cancelling and rerunning jobs
+from a terminal. They talk to the mirror (DATABASE_URL) and Temporal directly, so they work
+with the gateway down; the operator at the terminal acts as an admin key would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import IO, Any
+
+from rich.markup import escape
+
+from core.cli_render import StepLines, console, job_summary, jobs_table, output_text, steps_table
+from core.contracts import JobResult, Progress
+from core.settings import Settings
+from core.watch import POLL_SECONDS, printing_deltas
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def ui_url(settings: Settings, job_id: str, run_id: str | None = None) -> str:
+    base = (
+        f"{settings.temporal_ui_base()}/namespaces/{settings.temporal_namespace}/workflows/{job_id}"
+    )
+    return f"{base}/{run_id}/history" if run_id else base
+
+
+async def follow_run(
+    handle: Any, settings: Settings, *, mode: str, out: IO[str] = sys.stdout
+) -> int:
+    """Wait for a started job. `human`: the job id and Web UI link at once, a line per step as
+    it starts and ends, streamed text as it comes, then the output. `json`: only the final
+    job JSON. `quiet`: only the output."""
+    job_id = handle.id
+    con = console(out)
+    human = mode == "human"
+    if human:
+        con.print(f"job [bold]{escape(job_id)}[/] started")
+        con.print(f"Web UI: {ui_url(settings, job_id)}")
+    lines = StepLines(con)
+
+    async def progress() -> None:
+        while True:
+            try:
+                seen: Progress = await handle.query("progress", result_type=Progress)
+            except Exception:
+                seen = Progress()  # not started yet, or already closed: the records tell
+            lines.update(dict(seen.steps), seen.finished)
+            await asyncio.sleep(POLL_SECONDS)
+
+    failure: Any = None
+    result: JobResult | None = None
+    watcher = asyncio.create_task(progress()) if human else None
+    try:
+        async with printing_deltas(settings.redis_url if human else None, job_id, out):
+            try:
+                result = await handle.result()
+            except Exception as exc:
+                failure = exc
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+    if result is not None:
+        return _finished(result, job_id, con, lines, mode)
+    return _failed(failure, job_id, con, mode)
+
+
+def _finished(result: JobResult, job_id: str, con: Any, lines: StepLines, mode: str) -> int:
+    data = result.model_dump(mode="json")
+    if mode == "json":
+        con.file.write(json.dumps({"job_id": job_id, **data}, indent=2) + "\n")
+        return EXIT_OK
+    if mode == "quiet":
+        con.file.write(output_text(result.output) + "\n")
+        return EXIT_OK
+    lines.records(data["metadata"]["steps"])
+    meta = result.metadata
+    con.print(
+        f"[green]{result.status}[/] in {meta.duration_ms:,} ms · {meta.total_tokens:,} tokens"
+        f" · ${meta.total_cost_usd:.6f}"
+    )
+    con.print(escape(output_text(result.output)))
+    return EXIT_OK
+
+
+def _failed(failure: Any, job_id: str, con: Any, mode: str) -> int:
+    cause = getattr(failure, "cause", None)
+    details = getattr(cause, "details", None) or ()
+    error = details[0] if details and isinstance(details[0], dict) else None
+    status = "failed"
+    if error and error.get("type") == "WORKFLOW_TIMEOUT":
+        status = "timed_out"
+    elif cause is not None and type(cause).__name__ == "CancelledError":
+        status = "cancelled"
+    if error is None:
+        error = {"type": type(cause or failure).__name__, "message": str(cause or failure)}
+    if mode == "json":
+        body = {"job_id": job_id, "status": status, "error": error}
+        con.file.write(json.dumps(body, indent=2) + "\n")
+        return EXIT_FAILED
+    where = f" at step {error['step_id']}" if error.get("step_id") else ""
+    print(
+        f"job {job_id} {status}{where}: {error.get('type')}: {error.get('message')}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+def show_job(row: Any, settings: Settings, *, as_json: bool, out: IO[str] = sys.stdout) -> int:
+    if as_json:
+        out.write(json.dumps(row.model_dump(mode="json"), indent=2) + "\n")
+        return EXIT_OK
+    con = console(out)
+    for line in job_summary(row, ui_url(settings, row.job_id, row.run_id)):
+        con.print(line)
+    records = (row.job_metadata or {}).get("steps") or []
+    if records:
+        con.print(steps_table(records))
+    if row.output is not None:
+        con.print("[bold]output[/]")
+        con.print(escape(output_text(row.output)))
+    return EXIT_OK
+
+
+def list_jobs(rows: list[Any], as_utc: Any, out: IO[str] = sys.stdout) -> int:
+    con = console(out)
+    if not rows:
+        con.print("no jobs")
+        return EXIT_OK
+    con.print(jobs_table(rows, as_utc))
+    return EXIT_OK
+
+
+async def cancel_job(settings: Settings, job_id: str) -> int:
+    from api import job_service
+    from api.auth import Caller
+    from api.temporal_link import TemporalLink
+
+    temporal = TemporalLink(settings)
+    try:
+        await job_service.cancel_job(job_id, temporal=temporal, caller=Caller("cli", admin=True))
+    except job_service.NotFound as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except job_service.Conflict as exc:
+        print(f"job {job_id}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"cancel requested for job {job_id}")
+    return EXIT_OK
+
+
+async def rerun_job(settings: Settings, engine: Any, job_id: str, from_step: str | None) -> int:
+    from api import job_service, rerun_service
+    from api.auth import Caller
+    from api.temporal_link import TemporalLink
+
+    temporal = TemporalLink(settings)
+    try:
+        accepted, reused, _ = await rerun_service.rerun_job(
+            job_id,
+            from_step,
+            settings=settings,
+            engine=engine,
+            temporal=temporal,
+            caller=Caller("cli", admin=True),
+        )
+    except job_service.NotFound as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except (job_service.Conflict, job_service.BadField) as exc:
+        print(f"job {job_id}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(accepted.job_id)
+    if reused:
+        print(f"reusing the outputs of: {', '.join(reused)}", file=sys.stderr)
+    return EXIT_OK

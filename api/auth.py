@@ -80,11 +80,12 @@ secret_header_scheme = APIKeyHeader(
 )
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
     secret_header: Annotated[str | None, Security(secret_header_scheme)] = None,
 ) -> Caller:
+    # async (it never blocks): a plain `def` dependency would cost a thread-pool hop per request.
     settings: Settings = request.app.state.settings
     earlier_client = bearer is None and secret_header is not None
     if not settings.api_keys:

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the clients built in the lifespan, as Annotated aliases."""
+"""FastAPI dependencies: the clients built in the lifespan, as Annotated aliases.
+
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a
+thread hop per dependency per request for what is an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,19 @@ from core.settings import Settings
 from workflow_defs.catalog import Catalog
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine  # type: ignore[no-any-return]
 
 
-def get_catalog(request: Request) -> Catalog:
+async def get_catalog(request: Request) -> Catalog:
     return request.app.state.catalog  # type: ignore[no-any-return]
 
 
-def get_temporal(request: Request) -> TemporalLink:
+async def get_temporal(request: Request) -> TemporalLink:
     return request.app.state.temporal  # type: ignore[no-any-return]
 
 

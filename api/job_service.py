@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -326,6 +327,7 @@ async def cancel_job(job_id: str, *, temporal: TemporalLink, caller: Caller) -> 
     """Request cancellation; the interpreter records `cancelled` when it stops."""
     status = await _open_job(job_id, temporal, caller)
     temporal.live_cache.drop(job_id)
+    temporal.rows.drop(job_id)
     try:
         client = await temporal.client()
         await client.get_workflow_handle(job_id).cancel()
@@ -356,6 +358,7 @@ async def send_update(
     Unprocessable (breaks the step's schema)."""
     await _open_job(job_id, temporal, caller, "; nothing is waiting")
     temporal.live_cache.drop(job_id)
+    temporal.rows.drop(job_id)
     try:
         client = await temporal.client()
         handle = client.get_workflow_handle(job_id)
@@ -500,11 +503,17 @@ async def _job_view(
     temporal: TemporalLink,
     caller: Caller | None,
 ) -> JobView:
-    row: Job | None
-    try:
-        row = await asyncio.to_thread(db.get_job, engine, job_id)
-    except SQLAlchemyError:
-        row = None  # fall back to Temporal alone while the database is down
+    # A polled unfinished job's row, refreshed in the background (at most a second old);
+    # else read now.
+    row: Job | None = temporal.rows.get(job_id)
+    if row is None:
+        read_started = time.monotonic()
+        try:
+            row = await asyncio.to_thread(db.get_job, engine, job_id)
+        except SQLAlchemyError:
+            row = None  # fall back to Temporal alone while the database is down
+        if row is not None:
+            temporal.rows.put(row, read_started)
     if row is not None and caller is not None and not caller.owns(row.owner):
         raise NotFound(f"job {job_id!r} not found")
     if row is not None and row.status in TERMINAL_STATUSES:
@@ -539,6 +548,7 @@ async def _job_view(
         try:
             await reconcile_row(engine, temporal, row)
             row = await asyncio.to_thread(db.get_job, engine, job_id) or row
+            temporal.rows.drop(job_id)
         except Exception as exc:
             log.warning("job %s: reconcile on read failed: %s", job_id, type(exc).__name__)
         if row.status in TERMINAL_STATUSES:
@@ -648,7 +658,8 @@ async def _live_state(
     """A running job's state in Temporal (status, run, progress), or None when it has none.
 
     Clients poll running jobs every fraction of a second and each read costs the server a
-    describe and a query; within LIVE_TTL_SECONDS a gateway answers from what it last read
+    describe and a query; within LIVE_TTL_SECONDS (longer when many jobs are polled at once,
+    see TemporalLink.live_cache) a gateway answers from what it last read
     (a finished job is served from its mirror row, which never waits on this)."""
     cached = temporal.live_cache.get(job_id)
     if cached is not None:

@@ -16,6 +16,7 @@ from temporalio.client import Client
 from api.auth import check_auth_config
 from api.docs_assets import install_docs
 from api.errors import CatchAll, install_error_handlers
+from api.fast_reads import JobReadFastPath
 from api.inbound_service import load_inbound
 from api.metrics import install_metrics
 from api.middleware import BodySizeLimit, JsonByDefault
@@ -60,13 +61,20 @@ def create_app(
         app.state.temporal = TemporalLink(settings, temporal_client)
         app.state.redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
         reconciler = app.state.reconciler = Reconciler(app.state.engine, app.state.temporal)
-        reconcile_task = asyncio.create_task(reconciler.run_forever(), name="mirror-reconciler")
+        tasks = [
+            asyncio.create_task(reconciler.run_forever(), name="mirror-reconciler"),
+            asyncio.create_task(
+                app.state.temporal.rows.run_forever(app.state.engine), name="polled-rows"
+            ),
+        ]
         try:
             yield
         finally:
-            reconcile_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconcile_task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             with contextlib.suppress(Exception):  # the database may be what is going away
                 await app.state.inbound.rejections.flush(app.state.engine)
             if app.state.redis is not None:
@@ -85,6 +93,8 @@ def create_app(
     app.add_middleware(CatchAll)  # first added = innermost: sees what no handler took
     app.add_middleware(JsonByDefault)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # Job polls skip FastAPI's routing; anything but a 200 still goes to the route.
+    app.add_middleware(JobReadFastPath, prefix=API_PREFIX)
     install_metrics(app)  # after every add_middleware: outermost layer; sets app.state.metrics
     install_error_handlers(app)
     app.state.settings = settings

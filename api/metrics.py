@@ -340,6 +340,13 @@ class MetricsMiddleware:
             )
 
 
+def mark_route(scope: Scope, route: str) -> None:
+    """Label this request with `route` (for a layer that answers before the router runs)."""
+    slot = scope.get(_ROUTE_KEY)
+    if isinstance(slot, _RouteSlot):
+        slot.route = route
+
+
 class RouteProbe:
     """Innermost layer: hands the router's match to the MetricsMiddleware outside it."""
 

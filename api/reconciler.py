@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
@@ -49,12 +50,21 @@ class Reconciler:
         interval: float = 2.0,
         batch: int = 100,
         reset_window: timedelta = timedelta(minutes=10),
+        revisit_after: float = 10.0,
+        reset_every: float = 10.0,
     ) -> None:
         self._engine = engine
         self._temporal = temporal
         self._interval = interval
         self._batch = batch
         self._reset_window = reset_window
+        # A row the interpreter wrote less than `revisit_after` seconds ago is being looked
+        # after by its run; describing it again every round only loads the server (a running
+        # job's GET reconciles on read anyway). Runs changed from outside are caught within
+        # `revisit_after` + `interval`.
+        self._revisit_after = max(interval, revisit_after)
+        self._reset_every = reset_every
+        self._next_reset_scan = 0.0
         self._tables_ready = False
         # job id → attempts of its failing workflow task, as last seen.
         self.stuck: dict[str, int] = {}
@@ -76,22 +86,30 @@ class Reconciler:
             await asyncio.to_thread(db.create_tables, self._engine)
             self._tables_ready = True
         changed = 0
-        cutoff = utcnow() - timedelta(seconds=self._interval)
+        cutoff = utcnow() - timedelta(seconds=self._revisit_after)
         rows = await asyncio.to_thread(
             db.unfinished_jobs, self._engine, updated_before=cutoff, limit=self._batch
         )
         for row in rows:
             changed += await reconcile_row(self._engine, self._temporal, row, stuck=self.stuck)
-        changed += await self._adopt_reset_runs()
+        now = time.monotonic()
+        if now >= self._next_reset_scan:
+            self._next_reset_scan = now + self._reset_every
+            changed += await self._adopt_reset_runs()
         return changed
 
     async def _adopt_reset_runs(self) -> int:
         client = await self._temporal.client()
         since = (utcnow() - self._reset_window).strftime("%Y-%m-%dT%H:%M:%SZ")
         query = f'WorkflowType = "{INTERPRETER_WORKFLOW}" AND ExecutionStatus = "Running" AND StartTime > "{since}"'
+        running = [wf async for wf in client.list_workflows(query, limit=self._batch)]
+        if not running:
+            return 0
+        # One read for the page, not one per run.
+        rows = await asyncio.to_thread(db.get_jobs, self._engine, [wf.id for wf in running])
         changed = 0
-        async for wf in client.list_workflows(query, limit=self._batch):
-            row = await asyncio.to_thread(db.get_job, self._engine, wf.id)
+        for wf in running:
+            row = rows.get(wf.id)
             if row is None or row.status not in TERMINAL_STATUSES or row.run_id == wf.run_id:
                 continue
             await _write(

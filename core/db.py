@@ -181,12 +181,13 @@ def get_job_by_idempotency_key(engine: Engine, key: str) -> Job | None:
 def insert_job(engine: Engine, job: Job, secret: JobSecret | None = None) -> Job:
     """Insert a new queued job (and its webhook secret, in the same transaction); raises
     IntegrityError when the id or idempotency key exists."""
-    with Session(engine) as session:
+    # expire_on_commit=False: the object keeps the values it was inserted with, so no second
+    # round trip reads them back.
+    with Session(engine, expire_on_commit=False) as session:
         session.add(job)
         if secret is not None:
             session.add(secret)
         session.commit()
-        session.refresh(job)
         return job
 
 
@@ -335,6 +336,16 @@ def get_jobs(engine: Engine, job_ids: list[str]) -> dict[str, Job]:
     with Session(engine) as session:
         rows = session.exec(select(Job).where(Job.job_id.in_(job_ids))).all()  # type: ignore[attr-defined]
         return {row.job_id: row for row in rows}
+
+
+def job_versions(engine: Engine, job_ids: list[str]) -> dict[str, datetime]:
+    """updated_at of each existing job among `job_ids`: one light query, no row objects. Every
+    write of a job row (upsert, insert, touch) moves it, so an equal value means an unchanged
+    row."""
+    table = Job.__table__  # type: ignore[attr-defined]
+    query = select(table.c.job_id, table.c.updated_at).where(table.c.job_id.in_(job_ids))
+    with engine.connect() as conn:
+        return {job_id: updated for job_id, updated in conn.execute(query)}
 
 
 def ping(engine: Engine) -> None:

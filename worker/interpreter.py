@@ -321,7 +321,9 @@ class InterpreterWorkflow:
         self, record: StepRecord, step: Any, at: StepAt, content: Any, started: datetime
     ) -> None:
         record.duration_ms = int((workflow.now() - started).total_seconds() * 1000)
-        record.warnings.extend(at.resolver.warnings)
+        if record.status != "skipped":
+            # A skipped step's `when` may read inputs that are absent on purpose: no warning.
+            record.warnings.extend(at.resolver.warnings)
         if step.blocks():
             # Everything that ran inside counts here, whatever became of the block (on top of
             # what the handler reports from child workflows: a batched foreach).

@@ -30,6 +30,7 @@ from core.db import create_tables, insert_alert, make_engine
 from core.llm_stream import DeltaSink
 from core.models import Alert
 from core.settings import Settings
+from worker.failure_log import StepOfFailure, install_one_line_failures
 from worker.foreach_batch import ForeachBatchWorkflow
 from worker.interpreter import InterpreterWorkflow
 from worker.metrics import WorkerMetrics, runtime_meter
@@ -144,6 +145,7 @@ def build_worker(
     alerts = AlertActivities(settings, res.engine, res.guarded)
     mirror = MirrorActivities(res.engine)
     job_secrets = JobSecretActivities(res.engine)
+    install_one_line_failures()
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -165,6 +167,6 @@ def build_worker(
         ],
         workflow_runner=sandbox_runner(),
         # PayloadGuard outside: an llm answer it refuses was still paid for, and is counted.
-        interceptors=[PayloadGuard(), metrics],
+        interceptors=[PayloadGuard(), metrics, StepOfFailure()],
         **worker_kwargs,  # type: ignore[arg-type]
     )

@@ -24,6 +24,7 @@ from activities.cache import ResponseCache, cache_key
 from activities.external_api_models import ExternalApiInput, ExternalApiOutput
 from activities.http_errors import current_attempt, error_for_status, error_for_transport
 from activities.resilience import Resilience, service_policy
+from activities.samples import WARNING, sample_answer
 from core.errors import ErrorContext, ErrorType
 from core.redaction import REDACTED, redact_text
 from core.settings import Settings
@@ -88,7 +89,13 @@ class ExternalApiActivities:
 
     @activity.defn(name="external_api_call")
     async def external_api_call(self, input: ExternalApiInput) -> ExternalApiOutput:
-        call = self._prepare(input)
+        try:
+            call = self._prepare(input)
+        except _NoKey as missing:
+            sample = self._sample(input, missing.env)
+            if sample is None:
+                raise missing.error from None
+            return sample
         ttl = input.cache_ttl
         if ttl is None:
             ttl = self.registry.cache_ttl(input.service, input.operation)
@@ -146,9 +153,31 @@ class ExternalApiActivities:
             key = next((v for v in map(self._env, variant.auth.env) if v), None)
             if key is None:
                 names = " or ".join(variant.auth.env)
-                raise _config(input, f"{input.service} needs an API key: set {names}", names)
+                raise _NoKey(
+                    _config(input, f"{input.service} needs an API key: set {names}", names),
+                    names,
+                )
         base_url = self._env(variant.base_url_env) if variant.base_url_env else None
         return _Call(input, variant, request, base_url or variant.base_url, key)
+
+    def _sample(self, input: ExternalApiInput, env: str) -> ExternalApiOutput | None:
+        """Development only: a shipped service without its key answers with sample data."""
+        if self.settings.environment != "development":
+            return None
+        data = sample_answer(input.service, input.operation, input.params)
+        if data is None:
+            return None
+        note = WARNING.format(env=env, service=input.service, operation=input.operation)
+        log.warning("external_api %s.%s: %s", input.service, input.operation, note)
+        return ExternalApiOutput(
+            data=data,
+            service=input.service,
+            operation=input.operation,
+            cached=False,
+            status_code=200,
+            attempt=current_attempt() or 1,
+            warnings=[note],
+        )
 
     def _env(self, name: str) -> str | None:
         """An env setting through Settings when it has the field, else the raw environment.
@@ -315,6 +344,15 @@ def _scrubbed(exc: httpx.HTTPError, call: _Call) -> httpx.HTTPError:
             else httpx.TransportError
         )
         return cls(text)
+
+
+class _NoKey(Exception):
+    """The service's key is not set: `error` is the CONFIG_ERROR to raise without a sample."""
+
+    def __init__(self, error: ApplicationError, env: str) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.env = env
 
 
 def _unknown(registry: ServiceRegistry, input: ExternalApiInput) -> ApplicationError:

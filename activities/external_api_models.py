@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ExternalApiInput(BaseModel):
@@ -23,3 +23,5 @@ class ExternalApiOutput(BaseModel):
     cached: bool
     status_code: int
     attempt: int
+    # Go to the step record, not the output (a development stack's sample data says so here).
+    warnings: list[str] = Field(default_factory=list)

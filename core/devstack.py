@@ -326,6 +326,17 @@ def _run(settings: Settings, state_dir: Path, dev_ports: DevPorts) -> int:
             flush=True,
         )
         env["LLM_DEFAULT_PROVIDER"] = "mock"
+    service_keys = {
+        "WEATHERAPI_API_KEY": settings.weatherapi_api_key,
+        "GOOGLE_SERVICES_API_KEY": settings.google_services_api_key,
+    }
+    missing = [name for name, value in service_keys.items() if not value]
+    if missing and settings.environment == "development":
+        print(
+            f"llmflow dev: {', '.join(missing)} not set, so WeatherAPI and Google Places "
+            "answer with made-up sample data (each such step says so in its warnings).",
+            flush=True,
+        )
 
     procs: dict[str, subprocess.Popen[bytes]] = {}
 

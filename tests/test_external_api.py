@@ -270,9 +270,19 @@ async def test_503_with_retry_after_is_retryable_with_delay(server, make_acts) -
     assert err.next_retry_delay == timedelta(seconds=7)
 
 
-async def test_missing_key_is_a_config_error_even_in_development(server, make_acts) -> None:
+async def test_missing_key_is_sample_data_in_development_and_a_config_error_elsewhere(
+    server, make_acts
+) -> None:
+    # Development: a shipped service answers with sample data, and says so.
+    acts = make_acts(weatherapi_api_key=None, environment="development")
+    out = await acts.external_api_call(
+        ExternalApiInput(step_id="w", service="weatherapi", operation="current", params={"q": "x"})
+    )
+    assert out.data["current"]["condition"]["text"] and out.status_code == 200
+    assert out.warnings and out.warnings[0].startswith("sample data: WEATHERAPI_API_KEY")
+    # Test and production: the key is required.
     err = await call_error(
-        make_acts(weatherapi_api_key=None, environment="development"),
+        make_acts(weatherapi_api_key=None, environment="test"),
         service="weatherapi",
         operation="current",
         params={"q": "x"},

@@ -175,7 +175,10 @@ def _llm_call(
         base_url=cfg.base_url,
         max_repairs=cfg.max_repairs,
         request_timeout_seconds=timeout.total_seconds(),
-        mock_response=cfg.mock_response,
+        # A template like the prompt: an offline run's sample reply can follow the input.
+        mock_response=(
+            render_prompt(cfg.mock_response, variables, resolver) if cfg.mock_response else None
+        ),
         mock_latency_ms=cfg.mock_latency_ms,
     )
     # Heartbeats let Temporal notice a dead worker long before a slow call's timeout.

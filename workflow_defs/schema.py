@@ -235,7 +235,7 @@ class LlmStep(_StepBase):
             relative = getattr(cfg, field)
             if relative is not None:
                 ctx.prompt("", f"config.{field}", cfg.variables, file=relative)
-        for field in ("prompt_text", "system_prompt"):
+        for field in ("prompt_text", "system_prompt", "mock_response"):
             text = getattr(cfg, field)
             if text is not None:
                 ctx.prompt(text, f"config.{field}", cfg.variables)

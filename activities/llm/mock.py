@@ -13,6 +13,7 @@ import asyncio
 import json
 import math
 import re
+import zlib
 
 from activities.llm.chat import ChatRequest, ChatResult, usage_of
 from activities.llm.schema_sample import sample_for_schema
@@ -79,7 +80,9 @@ def mock_reply(request: ChatRequest) -> str:
     prompt = next((m.content for m in request.messages if m.role == "user"), "")
     fmt = request.response_format
     if fmt.is_json and fmt.schema is not None:
-        return json.dumps(sample_for_schema(fmt.schema), ensure_ascii=False)
+        # Seeded by the prompt: the same input answers the same, another input differently.
+        seed = zlib.crc32(prompt.encode())
+        return json.dumps(sample_for_schema(fmt.schema, seed=seed), ensure_ascii=False)
     if fmt.is_json:
         return json.dumps({"result": summarize(prompt)}, ensure_ascii=False)
     outline = outline_of(prompt)

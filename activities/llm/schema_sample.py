@@ -8,6 +8,7 @@ string (enum/const/format/minLength), number/integer (bounds), boolean, null, an
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any
 
 _MAX_DEPTH = 12
@@ -26,19 +27,29 @@ _FORMAT_SAMPLES = {
 
 
 def sample_for_schema(
-    schema: Any, *, root: dict[str, Any] | None = None, name: str = "value", depth: int = 0
+    schema: Any,
+    *,
+    root: dict[str, Any] | None = None,
+    name: str = "value",
+    depth: int = 0,
+    seed: int | None = None,
 ) -> Any:
+    """`seed`: pick enum values by it (and the property's name) instead of always the first,
+    so different inputs get different answers; None keeps the first."""
     root = root if root is not None else (schema if isinstance(schema, dict) else {})
     if not isinstance(schema, dict) or depth > _MAX_DEPTH:
         return None
     if "$ref" in schema:
         return sample_for_schema(
-            _resolve(root, schema["$ref"]), root=root, name=name, depth=depth + 1
+            _resolve(root, schema["$ref"]), root=root, name=name, depth=depth + 1, seed=seed
         )
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
-        return schema["enum"][0]
+        options = schema["enum"]
+        if seed is None:
+            return options[0]
+        return options[(seed ^ zlib.crc32(name.encode())) % len(options)]
     if "default" in schema:
         return schema["default"]
     for key in ("anyOf", "oneOf"):
@@ -47,15 +58,18 @@ def sample_for_schema(
                 o for o in schema[key] if not (isinstance(o, dict) and o.get("type") == "null")
             ]
             return sample_for_schema(
-                (options or schema[key])[0], root=root, name=name, depth=depth + 1
+                (options or schema[key])[0], root=root, name=name, depth=depth + 1, seed=seed
             )
     if schema.get("allOf"):
-        return sample_for_schema(_merge_all_of(schema), root=root, name=name, depth=depth + 1)
+        return sample_for_schema(
+            _merge_all_of(schema), root=root, name=name, depth=depth + 1, seed=seed
+        )
     kind = _type_of(schema)
     if kind == "object":
         props = schema.get("properties") or {}
         obj = {
-            k: sample_for_schema(v, root=root, name=k, depth=depth + 1) for k, v in props.items()
+            k: sample_for_schema(v, root=root, name=k, depth=depth + 1, seed=seed)
+            for k, v in props.items()
         }
         for req in schema.get("required") or []:
             obj.setdefault(req, f"mock {req}")
@@ -63,10 +77,13 @@ def sample_for_schema(
     if kind == "array":
         items = schema.get("items")
         if isinstance(items, list):  # tuple form (draft 4-7)
-            return [sample_for_schema(i, root=root, name=name, depth=depth + 1) for i in items]
+            return [
+                sample_for_schema(i, root=root, name=name, depth=depth + 1, seed=seed)
+                for i in items
+            ]
         count = max(1, int(schema.get("minItems") or 0))
         item = (
-            sample_for_schema(items or {}, root=root, name=name, depth=depth + 1)
+            sample_for_schema(items or {}, root=root, name=name, depth=depth + 1, seed=seed)
             if items
             else f"mock {name}"
         )

@@ -14,7 +14,7 @@ from temporalio import activity
 
 from activities.alert_email import AlertMailer
 from activities.http_errors import error_for_status, error_for_transport
-from core.contracts import AlertInput
+from core.contracts import RAISE_ALERT, AlertInput
 from core.db import insert_alert
 from core.models import Alert
 from core.redaction import redact, redact_text
@@ -37,7 +37,7 @@ class AlertActivities:
         self._client = client
         self.mailer = mailer or AlertMailer(settings)
 
-    @activity.defn(name="raise_alert")
+    @activity.defn(name=RAISE_ALERT)
     async def raise_alert(self, alert: AlertInput) -> None:
         payload: dict[str, Any] = {
             "level": alert.level,

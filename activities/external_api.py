@@ -25,6 +25,7 @@ from activities.external_api_models import ExternalApiInput, ExternalApiOutput
 from activities.http_errors import current_attempt, error_for_status, error_for_transport
 from activities.resilience import Resilience, service_policy
 from activities.samples import WARNING, sample_answer
+from core.contracts import EXTERNAL_API_CALL
 from core.errors import ErrorContext, ErrorType
 from core.redaction import REDACTED, redact_text
 from core.settings import Settings
@@ -87,7 +88,7 @@ class ExternalApiActivities:
         self.resilience = resilience
         _guard_httpx_log()
 
-    @activity.defn(name="external_api_call")
+    @activity.defn(name=EXTERNAL_API_CALL)
     async def external_api_call(self, input: ExternalApiInput) -> ExternalApiOutput:
         try:
             call = self._prepare(input)

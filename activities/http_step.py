@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from activities.http_errors import current_attempt, error_for_status, error_for_transport
 from activities.http_step_models import HttpRequestInput, HttpRequestOutput
 from activities.ssrf import BlockedAddressError, check_url
+from core.contracts import HTTP_REQUEST
 from core.errors import ErrorContext, ErrorType
 from core.redaction import redact, redact_text
 from core.settings import Settings
@@ -119,7 +120,7 @@ class HttpActivities:
         self._settings = settings
         self._client = client  # guarded_client(allow_private=settings.webhook_allow_private)
 
-    @activity.defn(name="http_request")
+    @activity.defn(name=HTTP_REQUEST)
     async def http_request(self, input: HttpRequestInput) -> HttpRequestOutput:
         method = input.method.upper()
         if method not in ALLOWED_METHODS:

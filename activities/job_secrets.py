@@ -11,6 +11,7 @@ from sqlmodel import Session
 from temporalio import activity
 
 from activities.job_secret_models import ForgetJobSecretInput
+from core.contracts import FORGET_JOB_SECRET
 from core.errors import ErrorContext, ErrorType
 from core.models import JobSecret
 
@@ -30,7 +31,7 @@ class JobSecretActivities:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    @activity.defn(name="forget_job_secret")
+    @activity.defn(name=FORGET_JOB_SECRET)
     async def forget_job_secret(self, input: ForgetJobSecretInput) -> bool:
         try:
             return await asyncio.to_thread(delete_job_secret, self._engine, input.job_id)

@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 
-from core.contracts import MirrorUpdate
+from core.contracts import MIRROR_JOB, MirrorUpdate
 from core.db import upsert_job
 from core.errors import ErrorContext, ErrorType
 
@@ -17,7 +17,7 @@ class MirrorActivities:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    @activity.defn(name="mirror_job")
+    @activity.defn(name=MIRROR_JOB)
     async def mirror_job(self, update: MirrorUpdate) -> str:
         try:
             return await asyncio.to_thread(upsert_job, self._engine, update)

@@ -28,6 +28,7 @@ from activities.http_step import read_capped, redirect_error, url_blocked_error
 from activities.ssrf import BlockedAddressError, check_url
 from activities.webhook_signing import build_webhook_headers, encode_body
 from activities.webhook_step_models import WebhookSendInput, WebhookSendOutput
+from core.contracts import DELIVER_JOB_WEBHOOK, WEBHOOK_SEND
 from core.db import get_job_secret, record_delivery
 from core.errors import ErrorContext, ErrorType, config_error
 from core.models import WebhookDelivery
@@ -101,7 +102,7 @@ class WebhookActivities:
         except SecretUnavailable as exc:
             raise config_error(f"job {job_id}: {exc}", env_var=KEY_ENV) from None
 
-    @activity.defn(name="deliver_job_webhook")
+    @activity.defn(name=DELIVER_JOB_WEBHOOK)
     async def deliver_job_webhook(self, input: WebhookSendInput) -> WebhookSendOutput:
         started = time.monotonic()
         try:
@@ -156,7 +157,7 @@ class WebhookActivities:
             # a delivered webhook into a retried (duplicate) one.
             log.warning("could not record webhook attempt for job %s", input.job_id)
 
-    @activity.defn(name="webhook_send")
+    @activity.defn(name=WEBHOOK_SEND)
     async def webhook_send(self, input: WebhookSendInput) -> WebhookSendOutput:
         return await self._send(input)
 

@@ -15,6 +15,15 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "timed_out"})
 StepStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
 
 INTERPRETER_WORKFLOW = "InterpreterWorkflow"
+# Activity names: what the workflows schedule and the worker registers, in one place.
+LLM_CALL = "llm_call"
+EXTERNAL_API_CALL = "external_api_call"
+HTTP_REQUEST = "http_request"
+WEBHOOK_SEND = "webhook_send"
+DELIVER_JOB_WEBHOOK = "deliver_job_webhook"
+MIRROR_JOB = "mirror_job"
+RAISE_ALERT = "raise_alert"
+FORGET_JOB_SECRET = "forget_job_secret"
 
 
 class ResolvedDefinition(BaseModel):

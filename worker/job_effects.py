@@ -17,7 +17,9 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
+        MIRROR_JOB,
         MIRROR_WORKFLOW,
+        RAISE_ALERT,
         WEBHOOK_DELIVERY_WORKFLOW,
         AlertInput,
         InterpreterInput,
@@ -96,9 +98,9 @@ def start_mirror(
     # regular activity path and still replay it.
     if workflow.patched("mirror-local-activity"):
         options.update(start_to_close_timeout=timedelta(seconds=10), retry_policy=LOCAL_RETRY)
-        handle = workflow.start_local_activity("mirror_job", update, **options)
+        handle = workflow.start_local_activity(MIRROR_JOB, update, **options)
     else:
-        handle = workflow.start_activity("mirror_job", update, **options)
+        handle = workflow.start_activity(MIRROR_JOB, update, **options)
     return handle, update
 
 
@@ -291,7 +293,7 @@ async def _raise_alert(
     serious: bool,
 ) -> None:
     await workflow.execute_activity(
-        "raise_alert",
+        RAISE_ALERT,
         AlertInput(
             level="ERROR" if serious else "WARNING",
             source="job",

@@ -37,7 +37,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.runtime import Runtime
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from core.contracts import TERMINAL_STATUSES
+from core.contracts import (
+    DELIVER_JOB_WEBHOOK,
+    LLM_CALL,
+    MIRROR_JOB,
+    TERMINAL_STATUSES,
+    WEBHOOK_SEND,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +51,7 @@ OnTransition = Callable[[str, str, str, str], Awaitable[None]]
 Snapshot = Callable[[], Awaitable[dict[str, dict[str, Any]]]]
 
 BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
-WEBHOOK_KINDS = {"webhook_send": "step", "deliver_job_webhook": "completion"}
+WEBHOOK_KINDS = {WEBHOOK_SEND: "step", DELIVER_JOB_WEBHOOK: "completion"}
 
 
 def runtime_meter(client: Client) -> MetricMeter:
@@ -118,9 +124,9 @@ class WorkerMetrics(Interceptor):
     # --- activity results ---------------------------------------------------------------------
 
     def observe(self, activity_type: str, input: ExecuteActivityInput, result: Any) -> None:
-        if activity_type == "llm_call":
+        if activity_type == LLM_CALL:
             self._guarded(lambda: self._llm(result), "llm")
-        elif activity_type == "mirror_job" and input.args:
+        elif activity_type == MIRROR_JOB and input.args:
             self._guarded(lambda: self._job(input.args[0]), "job")
         elif activity_type in WEBHOOK_KINDS:
             self._webhook(activity_type, "delivered")

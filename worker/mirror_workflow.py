@@ -14,7 +14,7 @@ from temporalio import workflow
 from worker.job_effects import MIRROR_RETRY
 
 with workflow.unsafe.imports_passed_through():
-    from core.contracts import MirrorUpdate
+    from core.contracts import MIRROR_JOB, MirrorUpdate
 
 
 @workflow.defn(name="MirrorWorkflow")
@@ -22,7 +22,7 @@ class MirrorWorkflow:
     @workflow.run
     async def run(self, update: MirrorUpdate) -> str:
         return await workflow.execute_activity(
-            "mirror_job",
+            MIRROR_JOB,
             update,
             result_type=str,
             start_to_close_timeout=timedelta(seconds=30),

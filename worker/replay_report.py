@@ -16,7 +16,9 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-STEP_ACTIVITY_TYPES = frozenset({"llm_call", "external_api_call", "http_request", "webhook_send"})
+from core.contracts import EXTERNAL_API_CALL, HTTP_REQUEST, LLM_CALL, WEBHOOK_SEND
+
+STEP_ACTIVITY_TYPES = frozenset({LLM_CALL, EXTERNAL_API_CALL, HTTP_REQUEST, WEBHOOK_SEND})
 
 _EVENT_ID = re.compile(r"HistoryEvent\(id: (\d+)")
 # Core wraps the message in a Rust debug dump: `Failure { failure: Some(Failure { message: "…"`.

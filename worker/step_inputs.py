@@ -18,7 +18,13 @@ from activities.external_api_models import ExternalApiInput, ExternalApiOutput
 from activities.http_step_models import HttpRequestInput, HttpRequestOutput
 from activities.llm.models import LlmCallInput, LlmCallOutput, LlmFallback
 from activities.webhook_step_models import WebhookSendInput, WebhookSendOutput
-from core.contracts import ResolvedDefinition
+from core.contracts import (
+    EXTERNAL_API_CALL,
+    HTTP_REQUEST,
+    LLM_CALL,
+    WEBHOOK_SEND,
+    ResolvedDefinition,
+)
 from workflow_defs.prompts import render_prompt
 from workflow_defs.references import Resolver
 from workflow_defs.schema import (
@@ -96,7 +102,7 @@ def _external_api_call(
         cache_ttl=cfg.cache_ttl,
         timeout_seconds=timeout.total_seconds(),
     )
-    return ActivityCall("external_api_call", arg, ExternalApiOutput, timeout, policy)
+    return ActivityCall(EXTERNAL_API_CALL, arg, ExternalApiOutput, timeout, policy)
 
 
 def _http_call(
@@ -119,7 +125,7 @@ def _http_call(
         expected_status=[expected] if isinstance(expected, int) else expected,
         timeout_seconds=timeout.total_seconds(),
     )
-    return ActivityCall("http_request", arg, HttpRequestOutput, timeout, policy)
+    return ActivityCall(HTTP_REQUEST, arg, HttpRequestOutput, timeout, policy)
 
 
 def _webhook_call(
@@ -141,7 +147,7 @@ def _webhook_call(
         secret_ref="env",
         timeout_seconds=timeout.total_seconds(),
     )
-    return ActivityCall("webhook_send", arg, WebhookSendOutput, timeout, policy)
+    return ActivityCall(WEBHOOK_SEND, arg, WebhookSendOutput, timeout, policy)
 
 
 def _llm_call(
@@ -183,7 +189,7 @@ def _llm_call(
     )
     # Heartbeats let Temporal notice a dead worker long before a slow call's timeout.
     return ActivityCall(
-        "llm_call", arg, LlmCallOutput, timeout, policy, heartbeat_timeout=timedelta(seconds=30)
+        LLM_CALL, arg, LlmCallOutput, timeout, policy, heartbeat_timeout=timedelta(seconds=30)
     )
 
 

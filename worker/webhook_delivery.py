@@ -18,7 +18,14 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.job_secret_models import ForgetJobSecretInput
     from activities.webhook_step_models import WebhookSendInput, WebhookSendOutput
-    from core.contracts import AlertInput, WebhookDeliveryInput, WebhookDeliveryResult
+    from core.contracts import (
+        DELIVER_JOB_WEBHOOK,
+        FORGET_JOB_SECRET,
+        RAISE_ALERT,
+        AlertInput,
+        WebhookDeliveryInput,
+        WebhookDeliveryResult,
+    )
     from core.errors import ErrorContext
 
 DELIVERY_WINDOW = timedelta(hours=24)
@@ -52,7 +59,7 @@ class WebhookDeliveryWorkflow:
         )
         try:
             out = await workflow.execute_activity(
-                "deliver_job_webhook",
+                DELIVER_JOB_WEBHOOK,
                 send,
                 result_type=WebhookSendOutput,
                 start_to_close_timeout=timedelta(seconds=40),
@@ -63,7 +70,7 @@ class WebhookDeliveryWorkflow:
         except ActivityError as exc:
             error = ErrorContext.from_failure(exc)
             await workflow.execute_activity(
-                "raise_alert",
+                RAISE_ALERT,
                 AlertInput(
                     level="ERROR",
                     source="webhook",
@@ -98,7 +105,7 @@ class WebhookDeliveryWorkflow:
             return
         try:
             await workflow.execute_activity(
-                "forget_job_secret",
+                FORGET_JOB_SECRET,
                 ForgetJobSecretInput(job_id=inp.job_id),
                 start_to_close_timeout=timedelta(seconds=30),
                 schedule_to_close_timeout=timedelta(hours=1),

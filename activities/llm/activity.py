@@ -27,6 +27,7 @@ from activities.llm.pricing import cost_usd
 from activities.llm.providers import MissingProviderSetting, resolve_provider
 from activities.llm.response_format import ResponseFormat, parse_response_format
 from activities.resilience import Resilience
+from core.contracts import LLM_CALL
 from core.errors import ErrorContext, ErrorType
 from core.llm_stream import DEGRADED_WARNING, Delta, DeltaSink
 from core.redaction import redact_text
@@ -100,7 +101,7 @@ class LlmActivities:
         # None (no Redis): a streamed step's text arrives whole, with a warning.
         self._deltas = deltas
 
-    @activity.defn(name="llm_call")
+    @activity.defn(name=LLM_CALL)
     async def llm_call(self, input: LlmCallInput) -> LlmCallOutput:
         started = time.monotonic()
         fmt = parse_response_format(input.response_format)

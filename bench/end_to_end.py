@@ -1,17 +1,22 @@
 """End to end: the whole product path against a hand-written workflow making the same calls.
 
+Every part runs in its own process, as deployed: the dev server, the gateway (`llmflow api`),
+the product worker (`llmflow worker`), the hand-written baseline's worker
+(`bench.handwritten_worker`), and this process, which is the load generator (and the fake LLM).
+
 Product side, as a user runs it: N jobs of a three-`llm`-step definition submitted at once
-through `POST /api/v1/jobs` (the real gateway, in this process), each then polled with
-`GET /api/v1/jobs/{id}` every 0.5 s until it ends; the mirror on (Postgres when
-TEST_DATABASE_URL is set, else SQLite), Redis when TEST_REDIS_URL is set, search attributes, one
-worker. The LLM provider is the OpenAI wire format pointed at a local fake that answers at once.
+through `POST /api/v1/jobs`, each then polled with `GET /api/v1/jobs/{id}` every 0.5 s until it
+ends; the mirror on a scratch database (Postgres when TEST_DATABASE_URL is set, else SQLite),
+Redis when TEST_REDIS_URL is set, search attributes, one worker. The LLM provider is the OpenAI
+wire format pointed at a local fake that answers at once.
 
 Hand-written side: a workflow that calls the same `llm_call` activity three times with the same
 provider and fake, started directly on the same dev server with a plain start (no mirror, no
-search attributes, no gateway), N at once, results awaited.
+search attributes, no gateway), N at once, results awaited (Temporal's long poll).
 
-Reported: jobs/s of each and their ratio, dev-server CPU seconds per job (read from /proc: the
-figure the product path must drive down), and history events per job.
+Reported: jobs/s of each and their ratio, Temporal dev-server CPU seconds per job (from /proc),
+history events per job, and the CPU per job of every other process, so the difference can be
+located.
 """
 
 from __future__ import annotations
@@ -24,28 +29,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.http_errors import new_http_client
-from activities.llm.activity import LlmActivities
-from bench.common import (
-    Server,
-    children_cpu_seconds,
-    median,
-    notes,
-    print_table,
-    ratio,
-    rounded,
-)
-from bench.handwritten_workflow import HANDWRITTEN_WORKFLOW, HandwrittenWorkflow
-from core.db import make_engine
+from bench.common import Server, median, notes, print_table, ratio, rounded
+from bench.handwritten_workflow import HANDWRITTEN_WORKFLOW
+from bench.http_client import HttpClient
+from bench.procs import Proc, gateway_process, scratch_database, worker_process
 from core.settings import Settings
-from tests.api_server import gateway
 from tests.fakes.http_server import FakeHTTPServer
 from tests.fakes.llm_wire import openai_chat
-from worker.app import build_worker, sandbox_runner, worker_resources
 
 REPO_DEFS = Path(__file__).resolve().parents[1] / "workflow_defs"
 
@@ -75,10 +67,10 @@ DEFINITION: dict[str, Any] = {
 }
 
 
-def _settings(server: Server, upstream: FakeHTTPServer, defs: Any) -> Settings:
+def _settings(server: Server, upstream: FakeHTTPServer, defs: Any, database_url: str) -> Settings:
     return server.settings(
         "e2e",
-        database_url=os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{server.tmp / 'e2e.db'}",
+        database_url=database_url,
         redis_url=os.environ.get("TEST_REDIS_URL") or None,
         openai_base_url=f"{upstream.url}/v1",
         openai_api_key=KEY,
@@ -87,7 +79,7 @@ def _settings(server: Server, upstream: FakeHTTPServer, defs: Any) -> Settings:
     )
 
 
-async def _product(api: httpx.AsyncClient, n: int) -> tuple[float, list[str]]:
+async def _product(api: HttpClient, n: int) -> tuple[float, list[str]]:
     started = time.perf_counter()
     created = await asyncio.gather(
         *(
@@ -98,9 +90,13 @@ async def _product(api: httpx.AsyncClient, n: int) -> tuple[float, list[str]]:
             for i in range(n)
         )
     )
+    for r in created:
+        if r.status_code != 202:
+            raise RuntimeError(f"submit answered {r.status_code}: {r.text[:300]}")
     ids = [r.json()["job_id"] for r in created]
 
     async def poll(job_id: str) -> None:
+        # A plain client: GET every POLL_S until the job has ended.
         while True:
             body = (await api.get(f"/api/v1/jobs/{job_id}")).json()
             if body["status"] in ("completed", "failed", "cancelled", "timed_out"):
@@ -139,7 +135,7 @@ async def _events_per_job(client: Client, ids: list[str]) -> float:
 
 
 async def run(server: Server, *, quick: bool) -> dict[str, Any]:
-    n, rounds = (30, 1) if quick else (120, 2)
+    n, rounds = (30, 1) if quick else (120, 3)
     defs = server.tmp / "e2e-defs"
     defs.mkdir(exist_ok=True)
     for name in ("services.json",):
@@ -147,72 +143,93 @@ async def run(server: Server, *, quick: bool) -> dict[str, Any]:
     (defs / "bench_e2e.json").write_text(json.dumps(DEFINITION))
     product: list[dict[str, float]] = []
     hand: list[dict[str, float]] = []
-    with FakeHTTPServer() as upstream:
-        upstream.route("POST", "/v1/chat/completions", openai_chat("An answer."))
-        settings = _settings(server, upstream, defs)
-        engine = make_engine(settings.database_url)
-        hand_settings = settings.model_copy(
-            update={"temporal_task_queue": settings.temporal_task_queue + "-hand"}
-        )
-        http = new_http_client()
-        try:
-            async with worker_resources(settings, engine=engine) as res:
-                async with build_worker(server.client, settings, res):
-                    async with gateway(
-                        settings, engine=engine, temporal_client=server.client
-                    ) as api:
-                        await _product(api, 3)  # warm-up
-                        async with Worker(
-                            server.client,
-                            task_queue=hand_settings.temporal_task_queue,
-                            workflows=[HandwrittenWorkflow],
-                            activities=[LlmActivities(hand_settings, http).llm_call],
-                            workflow_runner=sandbox_runner(),
-                        ):
-                            await _handwritten(server.client, hand_settings, 3)
-                            for _ in range(rounds):
-                                product.append(await _measure(lambda: _product(api, n), server))
-                                hand.append(
-                                    await _measure(
-                                        lambda: _handwritten(server.client, hand_settings, n),
-                                        server,
-                                    )
-                                )
-        finally:
-            await http.aclose()
-            engine.dispose()
+    work = server.tmp / "e2e"
+    async with scratch_database(os.environ.get("TEST_DATABASE_URL"), server.tmp, "e2e") as url:
+        with FakeHTTPServer() as upstream:
+            upstream.route("POST", "/v1/chat/completions", openai_chat("An answer."))
+            settings = _settings(server, upstream, defs, url)
+            hand_settings = settings.model_copy(
+                update={"temporal_task_queue": settings.temporal_task_queue + "-hand"}
+            )
+            async with (
+                worker_process(settings, work) as worker,
+                worker_process(
+                    hand_settings, work, module="bench.handwritten_worker", name="hand-worker"
+                ) as hand_worker,
+                gateway_process(settings, work) as (base_url, gateway),
+                HttpClient(base_url, timeout=60) as api,
+            ):
+                notes(
+                    f"pids: dev server {','.join(map(str, server.pids))}, gateway {gateway.pid}, "
+                    f"worker {worker.pid}, hand-written worker {hand_worker.pid}, "
+                    f"load generator {os.getpid()}"
+                )
+                procs = {"gateway": gateway, "worker": worker, "hand_worker": hand_worker}
+                await _product(api, 6)  # warm-up: imports, sandbox, connections
+                await _handwritten(server.client, hand_settings, 6)
+                for r in range(rounds):
+                    sides = [
+                        ("product", lambda: _product(api, n), product),
+                        ("hand", lambda: _handwritten(server.client, hand_settings, n), hand),
+                    ]
+                    # Alternating, so drift (the server's growing history store) favours neither.
+                    for side, phase, results in sides if r % 2 == 0 else sides[::-1]:
+                        results.append(await _measure(side, phase, server, procs))
+                        for proc in procs.values():
+                            proc.check()
     p_rate = median([r["jobs_per_s"] for r in product])
     h_rate = median([r["jobs_per_s"] for r in hand])
     p_cpu = median([r["server_cpu_s_per_job"] for r in product])
     h_cpu = median([r["server_cpu_s_per_job"] for r in hand])
     p_events = median([r["events_per_job"] for r in product])
     h_events = median([r["events_per_job"] for r in hand])
+
+    def per_job(results: list[dict[str, float]], key: str) -> float:
+        return median([r[key] for r in results])
+
     database = "postgres" if settings.database_url.startswith("postgres") else "sqlite"
+    rows: list[list[Any]] = [
+        ["jobs/s", rounded(p_rate), rounded(h_rate), rounded(ratio(p_rate, h_rate))],
+        [
+            "dev-server CPU s per job",
+            rounded(p_cpu, 4),
+            rounded(h_cpu, 4),
+            rounded(ratio(p_cpu, h_cpu)),
+        ],
+        [
+            "history events per job",
+            rounded(p_events, 1),
+            rounded(h_events, 1),
+            rounded(ratio(p_events, h_events)),
+        ],
+    ]
+    for label, key in (
+        ("worker CPU s per job", "worker_cpu_s_per_job"),
+        ("gateway CPU s per job", "gateway_cpu_s_per_job"),
+        ("load generator + fake CPU s per job", "client_cpu_s_per_job"),
+        ("all processes CPU s per job", "total_cpu_s_per_job"),
+    ):
+        p, h = per_job(product, key), per_job(hand, key)
+        rows.append([label, rounded(p, 4), rounded(h, 4), rounded(ratio(p, h))])
     print_table(
         f"end to end: {n} jobs of 3 llm steps at once, polled every {POLL_S} s "
         f"(mirror: {database}, redis: {'on' if settings.redis_url else 'off'}), "
         f"median of {rounds} round(s)",
         ["metric", "product path", "hand-written", "ratio product/hand"],
-        [
-            ["jobs/s", rounded(p_rate), rounded(h_rate), rounded(ratio(p_rate, h_rate))],
-            [
-                "dev-server CPU s per job",
-                rounded(p_cpu, 4),
-                rounded(h_cpu, 4),
-                rounded(ratio(p_cpu, h_cpu)),
-            ],
-            [
-                "history events per job",
-                rounded(p_events, 1),
-                rounded(h_events, 1),
-                rounded(ratio(p_events, h_events)),
-            ],
-        ],
+        rows,
     )
     notes(
+        "each in its own process: dev server, gateway (`llmflow api`), product worker "
+        "(`llmflow worker`), hand-written worker (bench.handwritten_worker), and this one "
+        "(load generator + the fake LLM)",
         "product path per job, beyond the hand-written one: gateway validation + job row + "
         "start with search attributes; interpreter mirror writes (running, final) and "
         "JobStatus updates; GET polls every 0.5 s",
+        "per-round jobs/s ratios: "
+        + ", ".join(
+            f"{ratio(p['jobs_per_s'], h['jobs_per_s']):.2f}"
+            for p, h in zip(product, hand, strict=True)
+        ),
     )
     return {
         "jobs": n,
@@ -227,13 +244,24 @@ async def run(server: Server, *, quick: bool) -> dict[str, Any]:
     }
 
 
-async def _measure(phase: Any, server: Server) -> dict[str, float]:
-    cpu0, own0 = children_cpu_seconds(), time.process_time()
+async def _measure(
+    side: str, phase: Any, server: Server, procs: dict[str, Proc]
+) -> dict[str, float]:
+    before = {name: proc.cpu() for name, proc in procs.items()}
+    server0, own0 = server.cpu_seconds(), time.process_time()
     wall, ids = await phase()
-    cpu, own = children_cpu_seconds() - cpu0, time.process_time() - own0
+    used = {name: proc.cpu() - before[name] for name, proc in procs.items()}
+    server_cpu, own = server.cpu_seconds() - server0, time.process_time() - own0
+    n = len(ids)
+    worker = used["hand_worker"] if side == "hand" else used["worker"]
     return {
-        "jobs_per_s": len(ids) / wall,
-        "process_cpu_share": own / wall,
-        "server_cpu_s_per_job": cpu / len(ids),
+        "jobs": n,
+        "wall_s": wall,
+        "jobs_per_s": n / wall,
+        "server_cpu_s_per_job": server_cpu / n,
+        "worker_cpu_s_per_job": worker / n,
+        "gateway_cpu_s_per_job": used["gateway"] / n,
+        "client_cpu_s_per_job": own / n,
+        "total_cpu_s_per_job": (server_cpu + own + sum(used.values())) / n,
         "events_per_job": await _events_per_job(server.client, ids),
     }

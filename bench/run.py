@@ -54,9 +54,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "interpreter": Benchmark(interpreter_vs_handwritten.run, needs_server=True, time_limit_s=120),
     # Before the gateway: its submits leave queued workflows (no worker) on the server.
     "scale": Benchmark(scale.run, needs_server=True, time_limit_s=90),
-    "gateway": Benchmark(gateway.run, needs_server=True, time_limit_s=90),
+    "gateway": Benchmark(gateway.run, needs_server=True, time_limit_s=180),
     "parallel": Benchmark(parallel.run, needs_server=True, time_limit_s=90),
-    "end_to_end": Benchmark(end_to_end.run, needs_server=True, time_limit_s=240),
+    "end_to_end": Benchmark(end_to_end.run, needs_server=True, time_limit_s=420),
     "waiting": Benchmark(waiting.run, needs_server=True, time_limit_s=400),
 }
 

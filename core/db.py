@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, inspect, text
+from sqlalchemy import MetaData, event, func, inspect, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.types import JSON, String, Text
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, create_engine, select
 
 from core.contracts import TERMINAL_STATUSES, MirrorUpdate
 from core.json_safety import sanitized
@@ -69,51 +69,19 @@ SCHEMA_LOCK_ID = 0x6C6C6D66  # "llmf"
 
 
 def create_tables(engine: Engine) -> None:
-    """Create missing tables, and add columns newer releases declared to existing ones.
+    """Bring the schema to the newest migration (core/schema_migrations.py): one query when it
+    is there already. A database made before migrations is adopted, keeping its rows."""
+    from core.schema_migrations import upgrade
 
-    A gateway and a worker often start together on an empty database; on Postgres a
-    transaction-scoped advisory lock makes the second wait for the first instead of racing it
-    into duplicate-type errors.
-    """
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
-        SQLModel.metadata.create_all(conn)
-        _add_missing_columns(conn)
-        _create_views(conn)
+    upgrade(engine)
 
 
-# The earlier service's table, as a view over `jobs`: its README's monitoring queries
-# (`SELECT … FROM workflow_jobs WHERE status = 'failed' …`) run unchanged. Soft-deleted jobs
-# are left out, as the earlier service deleted them.
-WORKFLOW_JOBS_VIEW = """
-CREATE VIEW workflow_jobs AS
-SELECT job_id, workflow_name, workflow_version, status, input_data, output AS output_data,
-       {error_message} AS error_message, {error_type} AS error_type,
-       user_id, username, action, priority, parent_job_id,
-       created_at, started_at, completed_at
-FROM jobs
-WHERE deleted_at IS NULL
-"""
-
-
-def _create_views(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        fields = {"error_message": "error->>'message'", "error_type": "error->>'type'"}
-    else:
-        fields = {
-            "error_message": "json_extract(error, '$.message')",
-            "error_type": "json_extract(error, '$.type')",
-        }
-    # Dropped and made again: a release that changes the view needs no migration of its own.
-    conn.execute(text("DROP VIEW IF EXISTS workflow_jobs"))
-    conn.execute(text(WORKFLOW_JOBS_VIEW.format(**fields)))
-
-
-def _add_missing_columns(conn: Connection) -> None:
+def _add_missing_columns(conn: Connection, metadata: MetaData) -> None:
+    """Add the columns and indexes of `metadata` an existing table lacks; on Postgres turn json
+    into jsonb and widen varchar to text where `metadata` says so."""
     inspector = inspect(conn)
     postgres = conn.dialect.name == "postgresql"
-    for table in SQLModel.metadata.sorted_tables:
+    for table in metadata.sorted_tables:
         existing = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name not in existing:

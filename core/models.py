@@ -1,4 +1,7 @@
-"""SQLModel tables of the mirror. Table classes only; API schemas live in api/schemas.py."""
+"""SQLModel tables of the mirror. Table classes only; API schemas live in api/schemas.py.
+
+A change here needs its revision in core/migrations/versions (autogenerate writes a draft; see
+core/migrations/alembic.ini): tests/test_migrations.py fails while the two disagree."""
 
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_workflow_created", "workflow_name", "created_at"),
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_owner_created", "owner", "created_at"),
+        # The unfiltered list: its order and keyset cursor, and the `since` bound.
+        Index("ix_jobs_created", "created_at", "job_id"),
     )
 
     job_id: str = Field(primary_key=True, max_length=200)
@@ -42,8 +47,8 @@ class Job(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=300, unique=True)
     request_hash: str | None = Field(default=None, max_length=100)
     webhook_url: str | None = Field(default=None, max_length=2000)
-    # Columns from here to deleted_at came after the first release: create_tables() adds them to
-    # an existing table, so each is nullable.
+    # Columns from here to deleted_at came after the first release: adopting a database made
+    # before migrations adds them to an existing table, so each is nullable.
     # Who may see the job: the API key's name ("anonymous" without API_KEYS, "trigger:<source>",
     # "cli"). Rows from before ownership was recorded have none and are shown to admins only.
     owner: str | None = Field(default=None, max_length=200)

@@ -1,4 +1,4 @@
-"""The `llmflow` command: dev, api, worker, run, validate, replay, schema, openapi, jobs."""
+"""The `llmflow` command: dev, api, worker, run, validate, replay, schema, openapi, jobs, db."""
 
 from __future__ import annotations
 
@@ -138,6 +138,29 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         return cli_jobs.list_jobs(rows, db.as_utc)
     finally:
         engine.dispose()
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    """Schema migrations of the mirror (DATABASE_URL); exit 1 unless it ends at head."""
+    from sqlalchemy.exc import OperationalError
+
+    from core import db, schema_migrations
+    from core.settings import get_settings
+
+    engine = db.make_engine(get_settings().database_url)
+    try:
+        before = schema_migrations.current(engine)
+        after = schema_migrations.upgrade(engine) if args.action == "upgrade" else before
+    except OperationalError as exc:
+        reason = " ".join(str(exc.orig).split())
+        raise UsageError(f"cannot reach the database (DATABASE_URL): {reason}") from None
+    finally:
+        engine.dispose()
+    at_head, line = schema_migrations.describe(after)
+    if args.action == "upgrade" and at_head:
+        line = f"already at {line}" if before == after else f"upgraded {before or 'none'} → {line}"
+    print(line, file=sys.stdout if at_head else sys.stderr)
+    return 0 if at_head else 1
 
 
 class UsageError(Exception):
@@ -297,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--json", action="store_true", help="the raw rows (list, show)")
     jobs.add_argument("--from-step", help="rerun: reuse the outputs of the steps before it")
     jobs.set_defaults(func=_cmd_jobs)
+    dbp = sub.add_parser("db", help="the mirror's schema: upgrade it to head, or show its revision")
+    dbp.add_argument("action", choices=["upgrade", "current"])
+    dbp.set_defaults(func=_cmd_db)
     rep = sub.add_parser(
         "replay",
         help="replay a history (file from `temporal workflow show -o json`, or a job id) "

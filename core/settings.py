@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = None
     # Address it binds: loopback by default, like everything else; 0.0.0.0 to let Prometheus in.
     worker_metrics_host: str = "127.0.0.1"
+    # OpenTelemetry tracing (core/tracing.py), off unless set: the OTLP/HTTP collector, e.g.
+    # http://localhost:4318 (spans go to its /v1/traces). The OTel SDK reads the other OTEL_* vars.
+    otel_exporter_otlp_endpoint: str | None = None
+    # Also put prompts, replies and outbound query values on spans (keys are redacted still).
+    llmflow_trace_content: bool = False
 
     workflow_defs_dir: Path = DEFAULT_WORKFLOW_DEFS_DIR
     prompts_dir: Path = DEFAULT_PROMPTS_DIR

@@ -23,6 +23,7 @@ from api.middleware import BodySizeLimit, JsonByDefault
 from api.reconciler import Reconciler
 from api.routers import alerts, cache, health, inbound, jobs, legacy, metrics, workflows
 from api.temporal_link import TemporalLink
+from core import tracing
 from core.db import create_tables, make_engine
 from core.logging import setup_logging
 from core.secret_box import check_secret_key_config
@@ -45,6 +46,7 @@ def create_app(
     # Fail fast, before serving anything, on an invalid shipped definition.
     catalog = load_catalog(settings)
     inbound_config = load_inbound(settings, catalog.definitions)  # refuses a bad triggers.json
+    tracing.setup(settings, "llmflow-gateway")  # before the Temporal client connects
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,6 +112,7 @@ def create_app(
     app.include_router(health.detailed_router, prefix=API_PREFIX)
     app.include_router(inbound.router, prefix=API_PREFIX)  # own signature/token auth, no API key
     install_docs(app)  # Swagger UI and ReDoc without a CDN
+    tracing.instrument_app(app)  # no-op unless tracing is on
 
     return app
 

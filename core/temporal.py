@@ -21,6 +21,7 @@ from temporalio.common import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from core import tracing
 from core.contracts import INTERPRETER_WORKFLOW, InterpreterInput, JobResult
 from core.search_attributes import (
     job_search_attributes,
@@ -70,6 +71,8 @@ async def connect(
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
                 runtime=runtime,
+                # Temporal's TracingInterceptor when this process traces; else none.
+                interceptors=tracing.client_interceptors(),
             )
         except Exception as exc:  # connection refused while the server is starting
             last = exc

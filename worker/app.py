@@ -26,6 +26,7 @@ from activities.mirror import MirrorActivities
 from activities.resilience import Resilience
 from activities.ssrf import guarded_client
 from activities.webhook_step import WebhookActivities
+from core import tracing
 from core.db import create_tables, insert_alert, make_engine
 from core.llm_stream import DeltaSink
 from core.models import Alert
@@ -64,6 +65,8 @@ PASSTHROUGH_MODULES = (
     "sqlalchemy",
     "sqlmodel",
     "redis",
+    # Temporal's TracingInterceptor runs in the sandbox when tracing is on.
+    "opentelemetry",
 )
 
 
@@ -112,7 +115,9 @@ async def worker_resources(
     create_tables(engine)
     registry = load_services(settings.workflow_defs_dir / "services.json")
     redis_client = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+    tracing.setup(settings, "llmflow-worker")
     http = new_http_client()
+    tracing.instrument_httpx(http)  # provider and service calls; no-op unless tracing is on
     guarded = guarded_client(allow_private=settings.webhook_allow_private)
     try:
         yield WorkerResources(engine, registry, http, guarded, redis_client)
@@ -167,6 +172,11 @@ def build_worker(
         ],
         workflow_runner=sandbox_runner(),
         # PayloadGuard outside: an llm answer it refuses was still paid for, and is counted.
-        interceptors=[PayloadGuard(), metrics, StepOfFailure()],
+        interceptors=[
+            *tracing.worker_interceptors(client),
+            PayloadGuard(),
+            metrics,
+            StepOfFailure(),
+        ],
         **worker_kwargs,  # type: ignore[arg-type]
     )

@@ -25,6 +25,7 @@ from activities.external_api_models import ExternalApiInput, ExternalApiOutput
 from activities.http_errors import current_attempt, error_for_status, error_for_transport
 from activities.resilience import Resilience, service_policy
 from activities.samples import WARNING, sample_answer
+from core import tracing
 from core.contracts import EXTERNAL_API_CALL
 from core.errors import ErrorContext, ErrorType
 from core.redaction import REDACTED, redact_text
@@ -90,6 +91,9 @@ class ExternalApiActivities:
 
     @activity.defn(name=EXTERNAL_API_CALL)
     async def external_api_call(self, input: ExternalApiInput) -> ExternalApiOutput:
+        tracing.step(
+            input.step_id, "external_api", service=input.service, operation=input.operation
+        )
         try:
             call = self._prepare(input)
         except _NoKey as missing:

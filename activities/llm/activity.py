@@ -27,6 +27,7 @@ from activities.llm.pricing import cost_usd
 from activities.llm.providers import MissingProviderSetting, resolve_provider
 from activities.llm.response_format import ResponseFormat, parse_response_format
 from activities.resilience import Resilience
+from core import tracing
 from core.contracts import LLM_CALL
 from core.errors import ErrorContext, ErrorType
 from core.llm_stream import DEGRADED_WARNING, Delta, DeltaSink
@@ -104,10 +105,12 @@ class LlmActivities:
     @activity.defn(name=LLM_CALL)
     async def llm_call(self, input: LlmCallInput) -> LlmCallOutput:
         started = time.monotonic()
+        tracing.step(input.step_id, "llm")  # span attributes; no-op unless tracing is on
         fmt = parse_response_format(input.response_format)
         tally = _Tally()
         async with _heartbeating(self._heartbeat_interval, {"step_id": input.step_id}):
             provider, model, result, data = await self._call_with_fallbacks(input, fmt, tally)
+        tracing.llm_result(input, provider, model, tally.usage, result)
         return LlmCallOutput(
             content=result.content,
             data=data,
@@ -171,6 +174,7 @@ class LlmActivities:
         raise last_error
 
     async def _complete(self, provider: ChatProvider, request: ChatRequest) -> ChatResult:
+        tracing.llm_call(provider.name, request.model)
         # A breaker per provider: an open one fails fast (retryable), so the fallbacks run.
         if self._resilience is None or provider.name == "mock":
             return await provider.complete(request)

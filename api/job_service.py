@@ -31,7 +31,7 @@ from api.pagination import BadCursor, decode_cursor, encode_cursor
 from api.reconciler import failing_task_attempts, reconcile_row
 from api.schemas import JobAccepted, JobCreate, JobView, TemporalRef
 from api.temporal_link import TemporalLink, TemporalUnavailable
-from core import db, json_safety
+from core import db, json_safety, tracing
 from core.contracts import (
     INTERPRETER_WORKFLOW,
     TERMINAL_STATUSES,
@@ -210,7 +210,7 @@ async def submit_job(
             settings,
             inp,
             reuse_existing=bool(idempotency_key),
-            memo={"request_hash": body_hash, "owner": principal},
+            memo={"request_hash": body_hash, "owner": principal, **tracing.job_memo()},
         )
     except WorkflowAlreadyStartedError:
         # Idempotent retry of a job whose run already closed (its row was never written).
@@ -493,6 +493,12 @@ async def get_job_view(
     """The job as the API shows it; NotFound also when `caller` may not see it (a job of
     another key is indistinguishable from no job)."""
     view = await _job_view(job_id, settings, engine, temporal, caller)
+    if tracing.enabled():  # the trace id lives in the run's memo, read once per gateway
+
+        async def memo() -> Mapping[str, Any]:
+            return (await describe_job(job_id, temporal))[1]
+
+        view.trace_id = await tracing.job_trace_id(job_id, memo)
     return with_flat_fields(view)
 
 

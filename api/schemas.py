@@ -168,6 +168,10 @@ class JobView(BaseModel):
             "Temporal refuses): the job is stuck until an operator fixes and resets it."
         ),
     )
+    trace_id: str | None = Field(
+        default=None,
+        description="The job's OpenTelemetry trace id (32 hex digits) when the gateway traces.",
+    )
     # Flat fields the earlier service's clients poll.
     error_message: str | None = Field(default=None, description="`error.message`, as text.")
     current_step_id: str | None = None

@@ -1,33 +1,56 @@
-"""Prometheus metrics of the gateway, in the text exposition format 0.0.4, without a client library.
+"""Prometheus metrics of the gateway, exposed with prometheus_client in text format 0.0.4.
 
-In-process: request counts and latencies (recorded by `MetricsMiddleware`, labelled with the
-matched route template so ids in paths don't create series) and jobs submitted. Read from the
-mirror database at scrape time: jobs per status and workflow, alerts per level.
+Counted as they happen, on a `CollectorRegistry` of each app (a test process builds many apps;
+each counts its own):
+
+- `llmflow_http_requests_total{method, route, status}` and the histogram
+  `llmflow_http_request_duration_seconds{method, route}`, recorded by `MetricsMiddleware` and
+  labelled with the matched route template, so ids in paths don't create series;
+- `llmflow_jobs_submitted_total{workflow_name, kind}`: jobs started, `kind` submit or rerun;
+- `llmflow_approvals_total{outcome}`: approval steps decided (approved, rejected) and events
+  delivered to `wait_for_event` steps (event).
+
+Computed for each scrape by `ScrapeCollector`: from the mirror database, counted in a thread at
+most every `mirror_ttl` seconds, `llmflow_jobs{status, workflow_name}`,
+`llmflow_jobs_waiting{workflow_name}` and `llmflow_alerts{level}`; and `llmflow_runs_stuck`,
+`llmflow_mirror_up`, `llmflow_build_info{version}`.
+
+Several gateway processes (`uvicorn --workers N`): set `PROMETHEUS_MULTIPROC_DIR` to an empty
+directory, the same for all of them, before they start. The counters and histograms then go to
+files there (prometheus_client's multiprocess mode) and a scrape, answered by any one process,
+sums every process's, including those of processes that have exited. The gauges above are not
+kept in files: the process that answers computes them for its scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
-import math
-import threading
+import os
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 from starlette.middleware import Middleware
 from starlette.routing import replace_params
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import db
 from core.contracts import JobStatus
+from core.models import Job
 
 log = logging.getLogger("llmflow.metrics")
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED = "unmatched"
 JOB_STATUSES: tuple[JobStatus, ...] = (
@@ -38,65 +61,26 @@ JOB_STATUSES: tuple[JobStatus, ...] = (
     "cancelled",
     "timed_out",
 )
+ALERT_LEVELS = ("INFO", "WARNING", "ERROR", "CRITICAL")
+SUBMIT_KINDS = ("submit", "rerun")
+APPROVAL_OUTCOMES = ("approved", "rejected", "event")
 # Any other method (clients may send arbitrary tokens) is counted as "other".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _ROUTE_KEY = "llmflow.metrics.route"
 
 
-# --- exposition ---------------------------------------------------------------------------------
-
-
-def escape_label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-Sample = tuple[str, Mapping[str, str], float]  # (name suffix, labels, value)
-
-
-class Exposition:
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> None:
-        help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-        self._lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        for suffix, labels, value in samples:
-            rendered = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())
-            label_part = "{" + rendered + "}" if rendered else ""
-            self._lines.append(f"{name}{suffix}{label_part} {format_value(value)}")
-
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
-
-
-# --- in-process registry ------------------------------------------------------------------------
-
-
-@dataclass
-class _Histogram:
-    buckets: list[int]  # per bucket, not cumulative; the +Inf bucket is `count`
-    total: float = 0.0
-    count: int = 0
+# --- registry -----------------------------------------------------------------------------------
 
 
 @dataclass
 class MirrorCounts:
     jobs: list[tuple[str, str, int]]  # (status, workflow_name, n)
     alerts: dict[str, int]
+    waiting: dict[str, int] = field(default_factory=dict)  # workflow_name -> jobs waiting
 
 
 class MetricsRegistry:
-    """Lives on `app.state.metrics`; one per app."""
+    """Lives on `app.state.metrics`; one per app. `registry` is what a scrape exposes."""
 
     def __init__(
         self,
@@ -105,45 +89,81 @@ class MetricsRegistry:
         buckets: tuple[float, ...] = DEFAULT_BUCKETS,
         db_timeout: float = 3.0,
         mirror_ttl: float = 15.0,
+        stuck_runs: Callable[[], int] = lambda: 0,
     ) -> None:
         self.version = version
-        self.buckets = tuple(sorted(buckets))
         self.db_timeout = db_timeout
         # /metrics is unauthenticated: however often it is scraped, the database is counted at
         # most once per mirror_ttl seconds.
         self.mirror_ttl = mirror_ttl
+        self.stuck_runs = stuck_runs
+        # The last read's counts, None when it failed: what the next scrape shows.
+        self.mirror: MirrorCounts | None = None
         self._mirror_cached: tuple[float, MirrorCounts] | None = None
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, str], int] = {}
-        self._durations: dict[tuple[str, str], _Histogram] = {}
-        self._submitted: dict[str, int] = {}
         self._mirror_read: asyncio.Future[MirrorCounts] | None = None
+
+        # prometheus_client reads the variable when it is imported, and from then on keeps every
+        # counter and histogram value in this process's file of that directory; the collector
+        # reads all the processes' files (registering the metrics too would show ours twice).
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
+        self.registry = CollectorRegistry()
+        own = None if self.multiprocess_dir else self.registry
+        self.requests = Counter(
+            "llmflow_http_requests",
+            "HTTP requests answered, by method, route template and status code.",
+            ("method", "route", "status"),
+            registry=own,
+        )
+        self.durations = Histogram(
+            "llmflow_http_request_duration_seconds",
+            "Time from receiving a request until its response was sent, by method and route.",
+            ("method", "route"),
+            buckets=tuple(sorted(buckets)),
+            registry=own,
+        )
+        self.submitted = Counter(
+            "llmflow_jobs_submitted",
+            "Jobs started through this gateway, by workflow and kind: submit (POST /jobs, "
+            "POST /workflow) or rerun (POST /jobs/{id}/rerun). Idempotent replays not counted.",
+            ("workflow_name", "kind"),
+            registry=own,
+        )
+        self.approvals = Counter(
+            "llmflow_approvals",
+            "Approval steps decided through this gateway (outcome approved or rejected) and "
+            "events delivered to wait_for_event steps (outcome event).",
+            ("outcome",),
+            registry=own,
+        )
+        for outcome in APPROVAL_OUTCOMES:  # 0 from the start, so rate() sees the first one
+            self.approvals.labels(outcome)
+        if self.multiprocess_dir:
+            MultiProcessCollector(self.registry, path=self.multiprocess_dir)
+        self.registry.register(ScrapeCollector(self))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else "other"
-        with self._lock:
-            key = (method, route, str(status))
-            self._requests[key] = self._requests.get(key, 0) + 1
-            hist = self._durations.get((method, route))
-            if hist is None:
-                hist = self._durations[(method, route)] = _Histogram([0] * len(self.buckets))
-            index = bisect.bisect_left(self.buckets, seconds)  # first bound >= seconds
-            if index < len(self.buckets):
-                hist.buckets[index] += 1
-            hist.total += seconds
-            hist.count += 1
+        self.requests.labels(method, route, str(status)).inc()
+        self.durations.labels(method, route).observe(seconds)
 
-    def job_submitted(self, workflow_name: str) -> None:
-        with self._lock:
-            self._submitted[workflow_name] = self._submitted.get(workflow_name, 0) + 1
+    def job_submitted(self, workflow_name: str, kind: str = "submit") -> None:
+        self.submitted.labels(workflow_name, kind).inc()
+
+    def approval_decided(self, outcome: str) -> None:
+        self.approvals.labels(outcome).inc()
 
     async def read_mirror(self, engine: Engine) -> MirrorCounts | None:
-        """Counts from the mirror within `db_timeout`, or None when the database fails or is slow.
+        """Counts from the mirror within `db_timeout`, or None when the database fails or is slow;
+        kept in `self.mirror` for the next `render`.
 
         A read still running from an earlier scrape is awaited again rather than started anew,
         so a hanging database doesn't pile up threads, one per scrape. A read younger than
         `mirror_ttl` is served again.
         """
+        self.mirror = await self._read_mirror(engine)
+        return self.mirror
+
+    async def _read_mirror(self, engine: Engine) -> MirrorCounts | None:
         now = time.monotonic()
         if self._mirror_cached is not None and now - self._mirror_cached[0] < self.mirror_ttl:
             return self._mirror_cached[1]
@@ -158,93 +178,129 @@ class MetricsRegistry:
             log.warning("metrics: mirror database unavailable (%s)", type(exc).__name__)
             return None
 
-    def render(self, mirror: MirrorCounts | None, *, stuck_runs: int = 0) -> str:
-        with self._lock:
-            requests = dict(self._requests)
-            durations = {
-                k: _Histogram(list(h.buckets), h.total, h.count) for k, h in self._durations.items()
-            }
-            submitted = dict(self._submitted)
-        out = Exposition()
-        out.family(
-            "llmflow_http_requests_total",
-            "counter",
-            "HTTP requests answered, by method, route template and status code.",
-            (
-                ("", {"method": m, "route": r, "status": s}, n)
-                for (m, r, s), n in sorted(requests.items())
-            ),
-        )
-        out.family(
-            "llmflow_http_request_duration_seconds",
-            "histogram",
-            "Time from receiving a request until its response was sent, by method and route.",
-            self._histogram_samples(durations),
-        )
-        out.family(
-            "llmflow_jobs_submitted_total",
-            "counter",
-            "Jobs started through this gateway process (idempotent replays not counted).",
-            (("", {"workflow_name": w}, n) for w, n in sorted(submitted.items())),
-        )
+    def render(self) -> bytes:
+        """The text exposition of everything: counters and histograms (every process's, in
+        multiprocess mode) and the gauges of the last `read_mirror`. Reads only memory (and, in
+        multiprocess mode, the small files of the directory), so it runs on the event loop: a
+        thread pool filled by a hung database must not hold up the scrape that reports it."""
+        return generate_latest(_WithoutCreated(self.registry))
+
+
+class ScrapeCollector:
+    """The gauges computed when scraped: the mirror's counts (from `MetricsRegistry.mirror`; left
+    out when the last read failed), runs stuck, mirror up, build info."""
+
+    def __init__(self, metrics: MetricsRegistry) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        # The names this collector owns, so the registry refuses another metric of the same.
+        return self._families(MirrorCounts(jobs=[], alerts={}), stuck=0)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.metrics.mirror, stuck=self.metrics.stuck_runs())
+
+    def _families(self, mirror: MirrorCounts | None, *, stuck: int) -> list[Metric]:
+        out: list[Metric] = []
         if mirror is not None:
-            out.family(
+            jobs = GaugeMetricFamily(
                 "llmflow_jobs",
-                "gauge",
                 "Jobs in the mirror database by status and workflow.",
-                _job_samples(mirror.jobs),
+                labels=("status", "workflow_name"),
             )
-            levels = ("INFO", "WARNING", "ERROR", "CRITICAL")
-            alerts = {**dict.fromkeys(levels, 0), **mirror.alerts}
-            out.family(
+            for status, name, n in _job_counts(mirror.jobs):
+                jobs.add_metric((status, name), n)
+            waiting = GaugeMetricFamily(
+                "llmflow_jobs_waiting",
+                "Jobs in the mirror database waiting now for an approval or an event, by workflow.",
+                labels=("workflow_name",),
+            )
+            for name in sorted({name for _, name, _ in mirror.jobs} | set(mirror.waiting)):
+                waiting.add_metric((name,), mirror.waiting.get(name, 0))
+            alerts = GaugeMetricFamily(
                 "llmflow_alerts",
-                "gauge",
                 "Alerts stored in the mirror database by level.",
-                (("", {"level": lv}, n) for lv, n in alerts.items()),
+                labels=("level",),
             )
-        out.family(
-            "llmflow_runs_stuck",
-            "gauge",
-            "Running jobs whose workflow task keeps failing (no progress until fixed and reset).",
-            [("", {}, stuck_runs)],
+            for level, n in {**dict.fromkeys(ALERT_LEVELS, 0), **mirror.alerts}.items():
+                alerts.add_metric((level,), n)
+            out += [jobs, waiting, alerts]
+        out.append(
+            GaugeMetricFamily(
+                "llmflow_runs_stuck",
+                "Running jobs whose workflow task keeps failing (no progress until fixed and reset).",
+                value=stuck,
+            )
         )
-        out.family(
-            "llmflow_mirror_up",
-            "gauge",
-            "1 when the mirror database answered this scrape within the timeout, else 0.",
-            [("", {}, 1 if mirror is not None else 0)],
+        out.append(
+            GaugeMetricFamily(
+                "llmflow_mirror_up",
+                "1 when the mirror database answered this scrape within the timeout, else 0.",
+                value=1 if mirror is not None else 0,
+            )
         )
-        out.family(
+        build = GaugeMetricFamily(
             "llmflow_build_info",
-            "gauge",
             "Always 1; the version label says what is running.",
-            [("", {"version": self.version}, 1)],
+            labels=("version",),
         )
-        return out.text()
-
-    def _histogram_samples(self, durations: dict[tuple[str, str], _Histogram]) -> list[Sample]:
-        samples: list[Sample] = []
-        for (method, route), hist in sorted(durations.items()):
-            labels = {"method": method, "route": route}
-            cumulative = 0
-            for bound, n in zip(self.buckets, hist.buckets, strict=True):
-                cumulative += n
-                samples.append(("_bucket", {**labels, "le": format_value(bound)}, cumulative))
-            samples.append(("_bucket", {**labels, "le": "+Inf"}, hist.count))
-            samples.append(("_sum", labels, hist.total))
-            samples.append(("_count", labels, hist.count))
-        return samples
+        build.add_metric((self.metrics.version,), 1)
+        out.append(build)
+        return out
 
 
-def record_job_submitted(registry: MetricsRegistry | None, workflow_name: str) -> None:
-    """Count a job the gateway started. Call it after the catalog accepted `workflow_name` (the
-    label stays bounded by the shipped workflows), and not for idempotent replays."""
+class _WithoutCreated:
+    """The registry without the `_created` samples prometheus_client adds to each counter and
+    histogram series: in the text format they are one more gauge series each, and nothing here
+    reads them."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():  # fresh Metric objects on each collect
+            family.samples = [s for s in family.samples if s.name != family.name + "_created"]
+            yield family
+
+
+def record_job_submitted(
+    registry: MetricsRegistry | None, workflow_name: str, kind: str = "submit"
+) -> None:
+    """Count a job the gateway started (`kind` submit or rerun). Call it after the catalog
+    accepted `workflow_name` (the label stays bounded by the shipped workflows), and not for
+    idempotent replays."""
     if registry is not None:
-        registry.job_submitted(workflow_name)
+        registry.job_submitted(workflow_name, kind)
+
+
+def record_decision(registry: MetricsRegistry | None, outcome: str) -> None:
+    """Count an approval decided (`approved`/`rejected`) or an event delivered (`event`), once
+    the workflow took it."""
+    if registry is not None:
+        registry.approval_decided(outcome)
+
+
+def stuck_runs_of(app: FastAPI) -> int:
+    reconciler = getattr(app.state, "reconciler", None)
+    return len(reconciler.stuck) if reconciler is not None else 0
 
 
 def _count_mirror(engine: Engine) -> MirrorCounts:
-    return MirrorCounts(jobs=db.job_status_counts(engine), alerts=db.alert_level_counts(engine))
+    # One pass over jobs for both the status counts and the waiting ones.
+    query = select(
+        Job.status, Job.workflow_name, func.count(), func.count(col(Job.waiting_since))
+    ).group_by(Job.status, Job.workflow_name)
+    with Session(engine) as session:
+        rows = session.exec(query).all()
+    waiting: dict[str, int] = {}
+    for _, name, _, n in rows:
+        if n:
+            waiting[name] = waiting.get(name, 0) + int(n)
+    return MirrorCounts(
+        jobs=[(status, name, int(n)) for status, name, n, _ in rows],
+        alerts=db.alert_level_counts(engine),
+        waiting=waiting,
+    )
 
 
 def _consume_exception(future: asyncio.Future[MirrorCounts]) -> None:
@@ -253,22 +309,19 @@ def _consume_exception(future: asyncio.Future[MirrorCounts]) -> None:
         future.exception()
 
 
-def _job_samples(rows: list[tuple[str, str, int]]) -> list[Sample]:
+def _job_counts(rows: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
     # Every known status for each workflow seen, so a status that empties reads 0 rather than
     # vanishing (a vanished series keeps its last value in dashboards for minutes).
     counts: dict[tuple[str, str], int] = {}
     for status, name, n in rows:
         counts[(name, status)] = counts.get((name, status), 0) + n
-    names = sorted({name for name, _ in counts})
-    samples: list[Sample] = []
-    for name in names:
+    out: list[tuple[str, str, int]] = []
+    for name in sorted({name for name, _ in counts}):
         statuses = list(JOB_STATUSES) + sorted(
             {s for n, s in counts if n == name} - set(JOB_STATUSES)
         )
-        for status in statuses:
-            labels = {"status": status, "workflow_name": name}
-            samples.append(("", labels, counts.get((name, status), 0)))
-    return samples
+        out += [(status, name, counts.get((name, status), 0)) for status in statuses]
+    return out
 
 
 # --- middleware ---------------------------------------------------------------------------------
@@ -365,7 +418,9 @@ class RouteProbe:
 def install_metrics(app: FastAPI, registry: MetricsRegistry | None = None) -> MetricsRegistry:
     """Create the registry on `app.state.metrics` and add the middleware. Call it after every
     other `add_middleware`, so the metrics layer is the outermost one."""
-    registry = registry or MetricsRegistry(version=app.version)
+    registry = registry or MetricsRegistry(
+        version=app.version, stuck_runs=lambda: stuck_runs_of(app)
+    )
     app.state.metrics = registry
     app.add_middleware(MetricsMiddleware, registry=registry)
     app.user_middleware.append(Middleware(RouteProbe))

@@ -1,28 +1,38 @@
-"""GET /metrics: a well-formed Prometheus text exposition, request metrics by route template,
-gauges read from the mirror at scrape time, and a 200 with llmflow_mirror_up 0 when the database
-is down or hangs."""
+"""GET /metrics: a well-formed Prometheus text exposition (prometheus_client's, read here by a
+strict parser of our own and by prometheus_client's), request metrics by route template, jobs
+submitted and rerun, approvals and events, gauges read from the mirror at scrape time, a 200
+with llmflow_mirror_up 0 when the database is down or hangs, and counts summed over processes in
+multiprocess mode."""
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
-from api.metrics import CONTENT_TYPE, Exposition, MetricsRegistry, record_job_submitted
+from api.metrics import CONTENT_TYPE, MetricsRegistry, record_decision, record_job_submitted
 from core.db import delete_job, insert_alert, insert_job, make_engine
 from core.models import Alert, Job
 from core.settings import Settings
 from tests.api_server import serve
 from tests.test_api_alerts import build_app
+
+REPO = Path(__file__).resolve().parents[1]
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -114,33 +124,33 @@ async def scrape(api) -> dict:  # type: ignore[no-untyped-def]
     return parse(resp.text)
 
 
-def test_exposition_escapes_labels_and_help_and_formats_values() -> None:
-    out = Exposition()
+def test_label_values_are_escaped_and_no_created_series_are_exposed() -> None:
     tricky = 'a "quoted" \\ back\nslash'
-    out.family("x_total", "counter", "help with \\ and\nnewline", [("", {"k": tricky}, 3.0)])
-    out.family("y", "gauge", "floats", [("", {}, 0.25), ("", {"i": "inf"}, math.inf)])
-    text = out.text()
-    assert 'x_total{k="a \\"quoted\\" \\\\ back\\nslash"} 3\n' in text
-    assert "# HELP x_total help with \\\\ and\\nnewline\n" in text
+    registry = MetricsRegistry(version=tricky)
+    registry.observe_request("GET", "/r", 200, 0.25)
+    text = registry.render().decode()
+    assert 'llmflow_build_info{version="a \\"quoted\\" \\\\ back\\nslash"} 1.0\n' in text
     families = parse(text)
-    assert families["x_total"]["samples"] == {("x_total", (("k", tricky),)): 3.0}
-    assert value(families, "y") == 0.25 and value(families, "y", i="inf") == math.inf
+    assert value(families, "llmflow_build_info", version=tricky) == 1
+    # prometheus_client's per-series creation time would double the series; left out.
+    assert not [name for name in families if name.endswith("_created")]
+    assert value(families, "llmflow_approvals_total", outcome="approved") == 0
 
 
 def test_histogram_buckets_hold_values_at_their_bound() -> None:
     registry = MetricsRegistry(buckets=(0.1, 1.0))
     for seconds in (0.05, 0.1, 0.5, 7.0):
         registry.observe_request("GET", "/r", 200, seconds)
-    families = parse(registry.render(None))
+    families = parse(registry.render().decode())
     hist = families["llmflow_http_request_duration_seconds"]["samples"]
     labels = (("method", "GET"), ("route", "/r"))
     bucket = "llmflow_http_request_duration_seconds_bucket"
-    assert hist[(bucket, (*labels, ("le", "0.1")))] == 2  # le is inclusive
-    assert hist[(bucket, (*labels, ("le", "1")))] == 3
-    assert hist[(bucket, (*labels, ("le", "+Inf")))] == 4
+    assert hist[(bucket, (("le", "0.1"), *labels))] == 2  # le is inclusive
+    assert hist[(bucket, (("le", "1.0"), *labels))] == 3
+    assert hist[(bucket, (("le", "+Inf"), *labels))] == 4
     assert hist[("llmflow_http_request_duration_seconds_sum", labels)] == pytest.approx(7.65)
     assert value(families, "llmflow_mirror_up") == 0
-    assert "llmflow_jobs" not in families
+    assert "llmflow_jobs" not in families and "llmflow_jobs_waiting" not in families
 
 
 async def test_requests_are_counted_by_route_template(
@@ -184,18 +194,17 @@ async def test_requests_are_counted_by_route_template(
     assert value(after, "llmflow_build_info", version=app.version) == 1
 
 
-async def test_gauges_read_jobs_and_alerts_from_the_mirror_at_scrape_time(
+async def test_gauges_read_jobs_waiting_and_alerts_from_the_mirror_at_scrape_time(
     settings: Settings, engine: Engine, temporal_client: Client
 ) -> None:
     workflow = f"metrics-test-{uuid.uuid4().hex[:10]}"
     job_ids: list[str] = []
 
-    def add_job(status: str) -> None:
+    def add_job(status: str, waiting_since: datetime | None = None) -> None:
         job_ids.append(f"{workflow}-{len(job_ids)}")
-        insert_job(
-            engine,
-            Job(job_id=job_ids[-1], workflow_name=workflow, workflow_version="1", status=status),
-        )
+        job = Job(job_id=job_ids[-1], workflow_name=workflow, workflow_version="1", status=status)
+        job.waiting_since = waiting_since
+        insert_job(engine, job)
 
     for status in ("completed", "completed", "failed", "cancelled"):
         add_job(status)
@@ -205,9 +214,14 @@ async def test_gauges_read_jobs_and_alerts_from_the_mirror_at_scrape_time(
         async with serve(app) as api:
             first = await scrape(api)
             add_job("completed")
+            add_job("running", waiting_since=datetime.now(UTC))
+            add_job("running")
             insert_alert(engine, Alert(level="CRITICAL", source=workflow, message="m"))
             record_job_submitted(app.state.metrics, workflow)
+            record_job_submitted(app.state.metrics, workflow, kind="rerun")
             record_job_submitted(None, workflow)  # an app without metrics: no-op
+            record_decision(app.state.metrics, "rejected")
+            record_decision(None, "rejected")
             second = await scrape(api)
     finally:
         for job_id in job_ids:
@@ -219,7 +233,10 @@ async def test_gauges_read_jobs_and_alerts_from_the_mirror_at_scrape_time(
     assert value(first, "llmflow_mirror_up") == 1
     assert [jobs(first, s) for s in ("completed", "failed", "cancelled")] == [2, 1, 1]
     assert [jobs(first, s) for s in ("queued", "running", "timed_out")] == [0, 0, 0]
-    assert jobs(second, "completed") == 3
+    assert jobs(second, "completed") == 3 and jobs(second, "running") == 2
+    waiting = "llmflow_jobs_waiting"
+    assert value(first, waiting, workflow_name=workflow) == 0  # a workflow seen, none waiting
+    assert value(second, waiting, workflow_name=workflow) == 1
     critical = value(first, "llmflow_alerts", level="CRITICAL")
     assert (
         critical is not None and value(second, "llmflow_alerts", level="CRITICAL") == critical + 1
@@ -230,8 +247,17 @@ async def test_gauges_read_jobs_and_alerts_from_the_mirror_at_scrape_time(
         "ERROR",
         "CRITICAL",
     }
-    assert value(first, "llmflow_jobs_submitted_total", workflow_name=workflow) is None
-    assert value(second, "llmflow_jobs_submitted_total", workflow_name=workflow) == 1
+    submitted = "llmflow_jobs_submitted_total"
+    assert value(first, submitted, workflow_name=workflow, kind="submit") is None
+    assert value(second, submitted, workflow_name=workflow, kind="submit") == 1
+    assert value(second, submitted, workflow_name=workflow, kind="rerun") == 1
+    approvals = "llmflow_approvals_total"
+    assert [value(first, approvals, outcome=o) for o in ("approved", "rejected", "event")] == [
+        0,
+        0,
+        0,
+    ]
+    assert value(second, approvals, outcome="rejected") == 1
 
 
 @pytest.fixture
@@ -289,6 +315,7 @@ async def test_database_down_leaves_out_the_mirror_gauges_and_still_answers(
         down.dispose()
     assert value(outage, "llmflow_mirror_up") == 0
     assert "llmflow_jobs" not in outage and "llmflow_alerts" not in outage
+    assert "llmflow_jobs_waiting" not in outage
     assert "llmflow_http_requests_total" in outage and "llmflow_build_info" in outage
     assert value(recovered, "llmflow_mirror_up") == 1 and "llmflow_jobs" in recovered
 
@@ -314,17 +341,98 @@ async def test_a_hanging_database_is_cut_off_by_the_scrape_timeout(
     assert len(silent_server.accepted) == 1  # one read in flight, however many scrapes
 
 
-def test_the_reference_parser_reads_the_same_values() -> None:
-    # An independent reader, when installed (it is not a dependency of llmflow).
-    parser = pytest.importorskip("prometheus_client.parser")
+def reference(text: str) -> dict[tuple[str, Labels], float]:
+    """Every sample as prometheus_client's own parser reads it."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def samples(families: dict[str, dict]) -> dict[tuple[str, Labels], float]:
+    return {
+        (name, tuple(sorted(labels))): v
+        for fam in families.values()
+        for (name, labels), v in fam["samples"].items()
+    }
+
+
+async def test_the_reference_parser_reads_the_same_values(
+    settings: Settings, engine: Engine, temporal_client: Client
+) -> None:
     registry = MetricsRegistry(version='1.0 "rc" \\ \n')
     registry.observe_request("GET", "/a/{id}", 200, 0.2)
     registry.job_submitted("quickstart")
-    families = {f.name: f for f in parser.text_string_to_metric_families(registry.render(None))}
+    text = registry.render().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
     assert families["llmflow_http_request_duration_seconds"].type == "histogram"
     assert families["llmflow_build_info"].samples[0].labels == {"version": '1.0 "rc" \\ \n'}
     submitted = families["llmflow_jobs_submitted"].samples[0]
-    assert submitted.labels == {"workflow_name": "quickstart"} and submitted.value == 1
+    assert submitted.labels == {"workflow_name": "quickstart", "kind": "submit"}
+    assert submitted.value == 1
+    assert reference(text) == samples(parse(text))
+
+    # And a real gateway's page, with the mirror's gauges.
+    app = build_app(settings, engine, temporal_client)
+    async with serve(app) as api:
+        await api.get("/api/v1/jobs/nope")
+        resp = await api.get("/metrics")
+    assert resp.headers["content-type"] == CONTENT_TYPE
+    assert "llmflow_jobs" in parse(resp.text)
+    assert reference(resp.text) == samples(parse(resp.text))
+
+
+# Records what one gateway process would, then (with "render") prints the page.
+PROCESS = """
+import sys
+from api.metrics import MetricsRegistry, record_decision, record_job_submitted
+registry = MetricsRegistry(version="mp")
+registry.observe_request("GET", "/api/v1/jobs/{job_id}", 200, 0.2)
+record_job_submitted(registry, "quickstart", kind=sys.argv[1])
+record_decision(registry, "approved")
+if sys.argv[2:] == ["render"]:
+    sys.stdout.write(registry.render().decode())
+"""
+
+
+def test_multiprocess_mode_sums_the_counts_of_every_process(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", PROCESS, *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout
+
+    run("submit")  # two processes that have exited by the scrape
+    run("rerun")
+    families = parse(run("submit", "render"))
+    assert (
+        sorted(p.name.split("_")[0] for p in tmp_path.iterdir())
+        == ["counter"] * 3 + ["histogram"] * 3
+    )  # one file per process and kind
+    route = "/api/v1/jobs/{job_id}"
+    assert (
+        value(families, "llmflow_http_requests_total", method="GET", route=route, status="200") == 3
+    )
+    count = families["llmflow_http_request_duration_seconds"]["samples"]
+    labels = (("method", "GET"), ("route", route))
+    assert count[("llmflow_http_request_duration_seconds_count", labels)] == 3
+    submitted = "llmflow_jobs_submitted_total"
+    assert value(families, submitted, workflow_name="quickstart", kind="submit") == 2
+    assert value(families, submitted, workflow_name="quickstart", kind="rerun") == 1
+    assert value(families, "llmflow_approvals_total", outcome="approved") == 3
+    assert value(families, "llmflow_approvals_total", outcome="event") == 0
+    # Computed by the process that answers, not kept in files.
+    assert value(families, "llmflow_mirror_up") == 0
+    assert value(families, "llmflow_build_info", version="mp") == 1
 
 
 async def test_scrapes_count_the_database_at_most_once_per_ttl(

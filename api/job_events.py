@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -71,11 +72,14 @@ class _Stream:
             # read_deltas answers at once when Redis is down; don't spin.
             await asyncio.sleep(0)
 
-    def release(self, *, everything: bool = False) -> list[str]:
-        """The held deltas whose step was announced (all of them with `everything`)."""
+    def release(self, *, everything: bool = False, path: str | None = None) -> list[str]:
+        """The held deltas whose step was announced (all of them with `everything`; only
+        `path`'s with `path`)."""
         out, keep = [], []
         for delta in self.held:
-            if everything or self.announced(delta.path):
+            if path is not None and delta.path != path:
+                keep.append(delta)
+            elif everything or self.announced(delta.path):
                 self.deltas_seen.add(delta.path)
                 out.append(self.emit("llm.delta", {"job_id": self.job_id, **delta.event()}))
             else:
@@ -104,24 +108,19 @@ async def follow(
             # Approvals and awaited events: what the job waits for now (an empty list: no more).
             yield state.emit("waiting", {"job_id": view.job_id, "waiting": view.waiting})
             state.last_waiting = list(view.waiting)
-        steps = _step_statuses(view)
-        finished: list[tuple[str, str]] = []
-        for path, now in steps.items():
-            before = state.last_steps.get(path, "pending")
-            if now == before:
-                continue
-            if now == "running" or (before == "pending" and now not in ("pending", "skipped")):
-                yield state.emit("step", {"step_id": path, "path": path, "phase": "started"})
-                state.last_steps[path] = "running"
-            if now not in ("pending", "running"):
-                finished.append((path, now))
         # Deltas stored before this view was read belong to steps it shows started or done.
         await state.read(None)
-        for line in state.release(everything=terminal):
-            yield line
-        for path, now in finished:
+        # What changed since the last view, in the order it happened (several steps can start
+        # and end between two polls).
+        for phase, path, now in _timeline(view, state.last_steps):
+            if phase == "started":
+                yield state.emit("step", {"step_id": path, "path": path, "phase": "started"})
+                state.last_steps[path] = "running"
+                continue
             record = _record(view, path)
             text = record.pop("text", None)
+            for line in state.release(path=path):
+                yield line
             if _streams(path, state.streamed) and path not in state.deltas_seen and text:
                 # No deltas reached us (no Redis on the worker): the text arrives whole.
                 state.deltas_seen.add(path)
@@ -134,6 +133,8 @@ async def follow(
                 {"step_id": path, "path": path, "phase": "finished", "status": now, **record},
             )
             state.last_steps[path] = now
+        for line in state.release(everything=terminal):
+            yield line
         if terminal:
             yield state.emit("status", {"job_id": view.job_id, "status": view.status})
             yield state.emit("job", view.model_dump(mode="json"))
@@ -153,6 +154,50 @@ async def follow(
             )
         except job_service.NotFound:
             return
+
+
+def _timeline(view: JobView, said: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(phase, path, status) for each step start and end not told yet, oldest first. A start
+    is dated by the step's started_at, an end by started_at + duration_ms; what has no date
+    keeps the order of the view, after what has."""
+    started_at = _started_at(view)
+    keyed: list[tuple[tuple[int, datetime, int, int], str, str, str]] = []
+    for index, (path, now) in enumerate(_step_statuses(view).items()):
+        before = said.get(path, "pending")
+        if now == before:
+            continue
+        begun = started_at.get(path)
+        if now == "running" or (before == "pending" and now not in ("pending", "skipped")):
+            keyed.append((_when(begun, index, 0), "started", path, now))
+        if now not in ("pending", "running"):
+            duration = _record(view, path).get("duration_ms")
+            end = begun + timedelta(milliseconds=duration) if begun and duration else begun
+            keyed.append((_when(end, index, 1), "finished", path, now))
+    keyed.sort(key=lambda item: item[0])
+    return [(phase, path, now) for _, phase, path, now in keyed]
+
+
+_UNDATED = datetime.max.replace(tzinfo=UTC)
+
+
+def _when(at: datetime | None, index: int, phase: int) -> tuple[int, datetime, int, int]:
+    # Steps in one workflow task share a timestamp: then the view's order (the order they ran)
+    # decides, a step's start before its end.
+    return (0, at, index, phase) if at is not None else (1, _UNDATED, index, phase)
+
+
+def _started_at(view: JobView) -> dict[str, datetime]:
+    found: dict[str, Any] = dict((view.progress or {}).get("started") or {})
+    for record in (view.metadata or {}).get("steps") or []:
+        if isinstance(record, dict) and record.get("started_at"):
+            found[_path(record)] = record["started_at"]
+    dated: dict[str, datetime] = {}
+    for path, text in found.items():
+        try:
+            dated[path] = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+    return dated
 
 
 def _streams(path: str, streamed: frozenset[str]) -> bool:

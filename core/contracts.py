@@ -186,6 +186,8 @@ class Progress(BaseModel):
     # Steps that ended, by path: attempts, duration_ms, error, and a streamed llm step's
     # `text`, so a live event stream says what the final records will (filled by the query).
     finished: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # When each step that ran so far started, by path (orders a live event stream).
+    started: dict[str, str] = Field(default_factory=dict)
 
 
 class MirrorUpdate(BaseModel):

@@ -74,7 +74,8 @@ class InterpreterWorkflow:
             for path, record in self._records.items()
             if record.status not in ("pending", "running")
         }
-        return self._progress.model_copy(update={"finished": finished})
+        started = {path: r.started_at for path, r in self._records.items() if r.started_at}
+        return self._progress.model_copy(update={"finished": finished, "started": started})
 
     def _finished_view(self, record: StepRecord) -> dict[str, Any]:
         view: dict[str, Any] = {"status": record.status, "attempts": record.attempts}

@@ -1175,6 +1175,11 @@ export interface components {
              */
             workflow_task_attempts?: number | null;
             /**
+             * Trace Id
+             * @description The job's OpenTelemetry trace id (32 hex digits) when the gateway traces.
+             */
+            trace_id?: string | null;
+            /**
              * Error Message
              * @description `error.message`, as text.
              */
@@ -1357,6 +1362,11 @@ export interface components {
              * @description Set while Temporal keeps retrying the run's workflow task (a bug or a payload Temporal refuses): the job is stuck until an operator fixes and resets it.
              */
             workflow_task_attempts?: number | null;
+            /**
+             * Trace Id
+             * @description The job's OpenTelemetry trace id (32 hex digits) when the gateway traces.
+             */
+            trace_id?: string | null;
             /**
              * Error Message
              * @description `error.message`, as text.

@@ -6,9 +6,12 @@ multiprocess mode."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,18 +22,23 @@ from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
+from api.main import create_app
 from api.metrics import CONTENT_TYPE, MetricsRegistry, record_decision, record_job_submitted
 from core.db import delete_job, insert_alert, insert_job, make_engine
 from core.models import Alert, Job
 from core.settings import Settings
+from tests import harness
 from tests.api_server import serve
 from tests.test_api_alerts import build_app
+from tests.test_api_jobs import poll
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -454,3 +462,85 @@ async def test_scrapes_count_the_database_at_most_once_per_ttl(
     assert len(reads) == 1  # /metrics is unauthenticated: scraping must not load the database
     assert all(value(p, "llmflow_mirror_up") == 1 for p in pages)
     assert all(value(p, "llmflow_runs_stuck") == 0 for p in pages)
+
+
+GATE_NAME = f"metrics_gate_{uuid.uuid4().hex[:8]}"  # its jobs alone in a shared test database
+GATE = {
+    "name": GATE_NAME,
+    "version": "1.0.0",
+    "steps": [
+        {"id": "review", "type": "approval", "config": {"prompt": "Go on?"}},
+        {"id": "paid", "type": "wait_for_event", "config": {"event": "payment.settled"}},
+    ],
+}
+
+
+async def until_waiting_at(api: httpx.AsyncClient, job_id: str, path: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        view = (await api.get(f"/api/v1/jobs/{job_id}")).json()
+        if [w["path"] for w in view.get("waiting") or []] == [path]:
+            return
+        assert asyncio.get_running_loop().time() < deadline, view
+        await asyncio.sleep(0.1)
+
+
+async def test_submissions_reruns_approvals_and_events_are_counted(
+    temporal_client: Client, settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    defs = tmp_path / "defs"
+    shutil.copytree(
+        REPO / "workflow_defs", defs, ignore=shutil.ignore_patterns("__pycache__", "*.py")
+    )
+    (defs / f"{GATE_NAME}.json").write_text(json.dumps(GATE))
+    gate_settings = settings.model_copy(update={"workflow_defs_dir": defs})
+    app = create_app(gate_settings, engine=engine, temporal_client=temporal_client)
+    app.state.metrics.mirror_ttl = 0
+
+    def counts(families: dict) -> dict[str, Any]:
+        submitted = "llmflow_jobs_submitted_total"
+        approvals = "llmflow_approvals_total"
+        return {
+            "submit": value(families, submitted, workflow_name=GATE_NAME, kind="submit"),
+            "rerun": value(families, submitted, workflow_name=GATE_NAME, kind="rerun"),
+            **{o: value(families, approvals, outcome=o) for o in ("approved", "rejected", "event")},
+            "waiting": value(families, "llmflow_jobs_waiting", workflow_name=GATE_NAME),
+        }
+
+    async with harness.running_worker(temporal_client, gate_settings, engine):
+        async with serve(app) as api:
+            job_id = (await api.post("/api/v1/jobs", json={"workflow_name": GATE_NAME})).json()[
+                "job_id"
+            ]
+            await until_waiting_at(api, job_id, "review")
+            waiting = counts(await scrape(api))
+            approve = f"/api/v1/jobs/{job_id}/approvals/review"
+            assert (await api.post(approve, json={"approved": True})).status_code == 200
+            refused = await api.post(approve, json={"approved": True})  # decided already
+            await until_waiting_at(api, job_id, "paid")
+            event = await api.post(f"/api/v1/jobs/{job_id}/events/payment.settled", json={})
+            assert event.status_code == 200, event.text
+            assert (await poll(api, job_id))["status"] == "completed"
+
+            key = {"Idempotency-Key": "metrics-rerun"}
+            rerun = await api.post(f"/api/v1/jobs/{job_id}/rerun", headers=key)
+            replay = await api.post(f"/api/v1/jobs/{job_id}/rerun", headers=key)  # not counted
+            rerun_id = rerun.json()["job_id"]
+            await until_waiting_at(api, rerun_id, "review")
+            reject = f"/api/v1/jobs/{rerun_id}/approvals/review"
+            assert (await api.post(reject, json={"approved": False})).status_code == 200
+            await until_waiting_at(api, rerun_id, "paid")  # a rejection is an output too
+            done = counts(await scrape(api))
+            assert (await api.post(f"/api/v1/jobs/{rerun_id}/cancel")).status_code == 202
+            await poll(api, rerun_id)
+
+    assert refused.status_code == 409 and (rerun.status_code, replay.status_code) == (202, 200)
+    assert waiting["waiting"] == 1 and waiting["submit"] == 1 and waiting["approved"] == 0
+    assert done == {
+        "submit": 1,
+        "rerun": 1,
+        "approved": 1,
+        "rejected": 1,
+        "event": 1,
+        "waiting": 1,
+    }

@@ -22,7 +22,7 @@ from api import job_events, job_service, rerun_service
 from api.auth import Caller, Principal
 from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
 from api.errors import ApiError
-from api.metrics import record_job_submitted
+from api.metrics import record_decision, record_job_submitted
 from api.schemas import (
     ApprovalBody,
     BulkDelete,
@@ -316,6 +316,7 @@ async def cancel_job(job_id: str, temporal: TemporalDep, caller: Principal) -> C
 )
 async def rerun_job(
     job_id: str,
+    request: Request,
     settings: SettingsDep,
     engine: EngineDep,
     temporal: TemporalDep,
@@ -348,6 +349,10 @@ async def rerun_job(
     if replayed:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
+    else:
+        record_job_submitted(
+            getattr(request.app.state, "metrics", None), accepted.workflow_name, kind="rerun"
+        )
     return RerunAccepted(**accepted.model_dump(), rerun_of=job_id, reused_steps=reused)
 
 
@@ -421,7 +426,12 @@ async def _send_update(
 
 @router.post("/{job_id}/approvals/{step_path}", responses=UPDATE_RESPONSES)
 async def decide_approval(
-    job_id: str, step_path: str, body: ApprovalBody, temporal: TemporalDep, caller: Principal
+    job_id: str,
+    step_path: str,
+    body: ApprovalBody,
+    request: Request,
+    temporal: TemporalDep,
+    caller: Principal,
 ) -> dict[str, Any]:
     """Approve or reject the `approval` step at `step_path` (its path in the step tree, e.g.
     `review` or `route.confirm`; a loop's `#` is sent as `%23`). 200 with the step's output
@@ -434,6 +444,8 @@ async def decide_approval(
         decided_by=caller.name,
     )
     result: dict[str, Any] = await _send_update(job_id, "approve", decision, temporal, caller)
+    outcome = "approved" if body.approved else "rejected"
+    record_decision(getattr(request.app.state, "metrics", None), outcome)
     return result
 
 
@@ -441,6 +453,7 @@ async def decide_approval(
 async def send_event(
     job_id: str,
     event: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")],
+    request: Request,
     temporal: TemporalDep,
     caller: Principal,
     payload: Annotated[Any, Body()] = None,
@@ -448,4 +461,6 @@ async def send_event(
     """Deliver event `event` to the job's `wait_for_event` step waiting for it; the JSON body
     is the event's payload (checked against the step's `schema`). 200 with the step's output."""
     delivery = EventDelivery(event=event, payload=payload, sent_by=caller.name)
-    return await _send_update(job_id, "event", delivery, temporal, caller)
+    output = await _send_update(job_id, "event", delivery, temporal, caller)
+    record_decision(getattr(request.app.state, "metrics", None), "event")
+    return output

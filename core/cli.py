@@ -108,14 +108,17 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         if args.action == "watch":
             from core.watch import watch_job
 
-            return asyncio.run(
-                watch_job(
+            async def watch() -> int:
+                progress = await cli_jobs.progress_reader(settings, args.job_id)
+                return await watch_job(
                     args.job_id,
                     read_row=lambda job_id: db.get_job(engine, job_id),
                     redis_url=settings.redis_url,
                     out=sys.stdout,
+                    progress=progress,
                 )
-            )
+
+            return _exit_now(asyncio.run(watch()))
         if args.action == "cancel":
             return _exit_now(asyncio.run(cli_jobs.cancel_job(settings, args.job_id)))
         if args.action == "rerun":

@@ -108,6 +108,26 @@ def _failed(failure: Any, job_id: str, con: Any, mode: str) -> int:
     return EXIT_FAILED
 
 
+async def progress_reader(settings: Settings, job_id: str) -> Any:
+    """An async callable returning the run's Progress (None when it can't be read), or None
+    when Temporal is unreachable: `jobs watch` then shows statuses only."""
+    from core.temporal import connect
+
+    try:
+        client = await connect(settings)
+    except Exception:
+        return None
+    handle = client.get_workflow_handle(job_id)
+
+    async def read() -> Progress | None:
+        try:
+            return await handle.query("progress", result_type=Progress)  # type: ignore[no-any-return]
+        except Exception:
+            return None
+
+    return read
+
+
 def show_job(row: Any, settings: Settings, *, as_json: bool, out: IO[str] = sys.stdout) -> int:
     if as_json:
         out.write(json.dumps(row.model_dump(mode="json"), indent=2) + "\n")

@@ -92,21 +92,31 @@ async def watch_job(
     read_row: Any,
     redis_url: str | None,
     out: IO[str],
+    progress: Any = None,
 ) -> int:
     """Follow a job in the mirror until it ends: 0 completed, 1 failed/cancelled/timed out,
-    2 unknown job. `read_row(job_id)` returns the mirror row or None."""
+    2 unknown job. `read_row(job_id)` returns the mirror row or None; `progress()` (optional)
+    the run's Progress from Temporal, for a line per step as it starts and ends."""
+    from core.cli_render import StepLines, console
+
     row = await asyncio.to_thread(read_row, job_id)
     if row is None:
         out.write(f"job {job_id} not found in the mirror\n")
         return 2
     last_status: str | None = None
+    lines = StepLines(console(out))
     async with printing_deltas(redis_url, job_id, out):
         while True:
             if row is not None and row.status != last_status:
                 out.write(f"[{row.status}] {row.workflow_name} {row.workflow_version}\n")
                 out.flush()
                 last_status = row.status
+            if progress is not None:
+                seen = await progress()
+                if seen is not None:
+                    lines.update(dict(seen.steps), seen.finished)
             if row is not None and row.status in TERMINAL_STATUSES:
+                lines.records((row.job_metadata or {}).get("steps") or [])
                 break
             await asyncio.sleep(POLL_SECONDS)
             row = await asyncio.to_thread(read_row, job_id)

@@ -179,6 +179,7 @@ async def test_jobs_watch_follows_a_job_to_its_end(
         result = await handle.result()
     assert code == 0, err
     assert "[completed] cli_story 1.0.0" in out
+    assert "▸ story running" in out and "✓ story completed · 1 attempt" in out
     assert "── story (streaming) ──" in out
     assert result.output["content"] in out.replace("\n── ", "")
     missing = await llmflow(cli_settings, "jobs", "watch", "no-such-job")

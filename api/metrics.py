@@ -80,7 +80,10 @@ class MirrorCounts:
 
 
 class MetricsRegistry:
-    """Lives on `app.state.metrics`; one per app. `registry` is what a scrape exposes."""
+    """Lives on `app.state.metrics`; one per app. `registry` is what a scrape exposes.
+
+    In multiprocess mode make one per process: two in a process would keep the same series in
+    the same file, each overwriting the other's count."""
 
     def __init__(
         self,

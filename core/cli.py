@@ -256,10 +256,10 @@ async def _run(args: argparse.Namespace) -> int:
             "start the stack with `make dev`, or set TEMPORAL_ADDRESS"
         ) from None
     job_id = str(uuid.uuid4())
-    # The worker's mirror activity creates the job row, so CLI runs show up in the API too.
     inp = InterpreterInput(
         job_id=job_id, definition=catalog.snapshot(loaded), input_data=input_data
     )
+    await asyncio.to_thread(_record_queued, settings, inp)
     handle = await start_job(client, settings, inp)
     if not args.wait:
         print(f"started job {job_id} ({loaded.name} {loaded.version})", file=sys.stderr)
@@ -269,6 +269,34 @@ async def _run(args: argparse.Namespace) -> int:
 
     mode = "json" if args.json else "quiet" if args.quiet else "human"
     return await follow_run(handle, settings, mode=mode)
+
+
+def _record_queued(settings: Any, inp: Any) -> None:
+    """The job's row, as the gateway writes it (queued, with its input), so a CLI run lists
+    and reads like any other. Without the database the job still runs: the worker's mirror
+    write creates the row (without the input)."""
+    from core import db
+    from core.models import Job, utcnow
+    from core.redaction import redact
+
+    now = utcnow()
+    row = Job(
+        job_id=inp.job_id,
+        workflow_name=inp.definition.name,
+        workflow_version=inp.definition.version,
+        status="queued",
+        input_data=redact(inp.input_data, truncate=False),
+        owner="cli",
+        created_at=now,
+        updated_at=now,
+    )
+    engine = db.make_engine(settings.database_url)
+    try:
+        db.insert_job(engine, row)
+    except Exception as exc:
+        print(f"note: job row not written ({type(exc).__name__}); the worker will", file=sys.stderr)
+    finally:
+        engine.dispose()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowFailureError
 
+from core import db
 from core.settings import Settings
 from tests import harness
 
@@ -231,6 +232,9 @@ async def test_jobs_show_list_cancel_and_rerun(
         cancel = await llmflow(plain, "jobs", "cancel", slow.id)
         with pytest.raises(WorkflowFailureError):
             await slow.result()
+    row = db.get_job(engine, job_id)  # written like the gateway's: queued first, with its input
+    assert row is not None and row.input_data["topic"] == "tables" and row.owner == "cli"
+    assert row.started_at is not None and row.created_at <= row.started_at
     assert shown[0] == 0, shown[2]
     for column in ("step", "status", "attempts", "duration", "tokens", "cost", "error"):
         assert column in shown[1]

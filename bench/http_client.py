@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,12 +44,15 @@ class HttpClient:
     """`await client.get(path)`, `await client.post(path, json=...)`; idle connections are
     reused (one request at a time on each), new ones opened as concurrency needs."""
 
-    def __init__(self, base_url: str, *, timeout: float = 60) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 60, keepalive_expiry: float = 5) -> None:
         parts = urlsplit(base_url)
         assert parts.scheme == "http" and parts.hostname and parts.port, base_url
         self.host, self.port = parts.hostname, parts.port
         self.timeout = timeout
-        self._idle: list[Conn] = []
+        # Like httpx: a connection idle longer than this is closed, not reused (the server may
+        # be closing it at that very moment, and a POST on it could not be resent).
+        self.keepalive_expiry = keepalive_expiry
+        self._idle: list[tuple[Conn, float]] = []
         self._host_header = f"Host: {self.host}:{self.port}\r\n".encode()
 
     async def __aenter__(self) -> HttpClient:
@@ -59,7 +63,7 @@ class HttpClient:
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
-        for _, writer in idle:
+        for (_, writer), _ in idle:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -88,8 +92,10 @@ class HttpClient:
             head.append(f"Content-Length: {len(body)}\r\n".encode())
         head.append(b"\r\n")
         message = b"".join(head) + (body or b"")
-        reused = bool(self._idle)
-        conn = self._idle.pop() if reused else await self._connect()
+        conn = self._take_idle()
+        reused = conn is not None
+        if conn is None:
+            conn = await self._connect()
         try:
             reply, keep = await asyncio.wait_for(self._exchange(conn, message), self.timeout)
         except (ConnectionError, asyncio.IncompleteReadError, ProtocolError):
@@ -103,10 +109,19 @@ class HttpClient:
             conn[1].close()
             raise
         if keep:
-            self._idle.append(conn)
+            self._idle.append((conn, time.monotonic()))
         else:
             conn[1].close()
         return reply
+
+    def _take_idle(self) -> Conn | None:
+        now = time.monotonic()
+        while self._idle:
+            conn, since = self._idle.pop()
+            if now - since <= self.keepalive_expiry:
+                return conn
+            conn[1].close()
+        return None
 
     async def _connect(self) -> Conn:
         return await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)

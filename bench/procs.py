@@ -112,6 +112,10 @@ async def spawn(
     popen = proc.popen
     try:
         yield proc
+    except BaseException:
+        # The scratch directory goes away with the run: show what the process said.
+        print(f"\n--- last lines of {name} (pid {proc.pid}) ---\n{proc.tail(40)}", flush=True)
+        raise
     finally:
         if popen.poll() is None:
             popen.send_signal(signal.SIGTERM)

@@ -89,6 +89,9 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "temporalio": temporalio.__version__,
+        # Other work on the machine changes every absolute number (ratios less so): say how busy
+        # it was (1, 5 and 15-minute load averages, at the start and at the end).
+        "load_average": [round(v, 2) for v in os.getloadavg()],
     }
 
 
@@ -97,8 +100,8 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     info = machine()
     print(
         f"llmflow bench — {started:%Y-%m-%d %H:%M} UTC, {info['cores']} cores, "
-        f"Python {info['python']}, temporalio {info['temporalio']}"
-        + (" — QUICK (small N)" if args.quick else "")
+        f"Python {info['python']}, temporalio {info['temporalio']}, "
+        f"load average {info['load_average'][0]:.1f}" + (" — QUICK (small N)" if args.quick else "")
     )
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="llmflow-bench-") as tmp:
@@ -108,6 +111,8 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 server = await stack.enter_async_context(dev_server(Path(tmp)))
             for name in args.selected:
                 results[name] = await _run_one(name, server, quick=args.quick)
+    info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    print(f"\nload average at the end: {info['load_average_at_end'][0]:.1f}")
     return {
         "date": started.isoformat(timespec="seconds"),
         "machine": info,

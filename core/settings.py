@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     llm_webhook_secret: str | None = None
     # Fernet key(s), comma-separated, sealing per-job webhook secrets at rest (core/secret_box.py).
     llmflow_secret_key: SecretStr | None = None
+    # AES-256-GCM encryption of every payload sent to Temporal (core/payload_codec.py), off
+    # unless set: 32 random bytes, base64. The id is stored with each payload (default: derived
+    # from the key); LLMFLOW_PAYLOAD_OLD_KEYS, comma-separated `id:key`, still decrypt.
+    llmflow_payload_key: SecretStr | None = None
+    llmflow_payload_key_id: str | None = None
+    llmflow_payload_old_keys: SecretStr | None = None
     webhook_allow_private: bool = False
     # `name:key` entries (a bare key is named after its hash); API_ADMINS names the keys that
     # see every job, not only their own.

@@ -18,11 +18,11 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core import tracing
 from core.contracts import INTERPRETER_WORKFLOW, InterpreterInput, JobResult
+from core.payload_codec import data_converter
 from core.search_attributes import (
     job_search_attributes,
 )
@@ -64,12 +64,15 @@ async def connect(
     settings: Settings, *, attempts: int = 1, delay: float = 1.0, runtime: Runtime | None = None
 ) -> Client:
     last: Exception | None = None
+    # pydantic_data_converter, with the payload encryption codec when LLMFLOW_PAYLOAD_KEY is
+    # set. Built before connecting: a malformed key is a configuration error, not retried.
+    converter = data_converter(settings)
     for attempt in range(max(1, attempts)):
         try:
             return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=pydantic_data_converter,
+                data_converter=converter,
                 runtime=runtime,
                 # Temporal's TracingInterceptor when this process traces; else none.
                 interceptors=tracing.client_interceptors(),

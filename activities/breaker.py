@@ -18,10 +18,10 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 
 from activities.rate_limit import REDIS_ERRORS, REDIS_RETRY_SECONDS, RedisGate
+from core.redis_keys import BREAKER_PREFIX, CLOSED, HALF_OPEN, OPEN, read_breaker_states
 
 log = logging.getLogger(__name__)
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 # A probe that never reports (worker died) must not wedge the breaker half-open forever.
 PROBE_LEASE_SECONDS = 120.0
 _KEY_TTL_SECONDS = 7 * 24 * 3600
@@ -124,7 +124,7 @@ class CircuitBreaker:
         self,
         redis: Redis | None = None,
         *,
-        prefix: str = "llmflow:breaker:",
+        prefix: str = BREAKER_PREFIX,
         clock: Callable[[], float] = time.time,
         on_transition: OnTransition | None = None,
         redis_retry_seconds: float = REDIS_RETRY_SECONDS,
@@ -155,31 +155,15 @@ class CircuitBreaker:
 
     async def snapshot(self) -> dict[str, dict[str, Any]]:
         """{key: {state, failures, opened_until}} from Redis when reachable, else this process."""
-        if self._gate.usable():
+        if self._gate.redis is not None and self._gate.usable():
             try:
-                return await self._redis_snapshot()
+                return await read_breaker_states(self._gate.redis, self._prefix)
             except REDIS_ERRORS as exc:
                 self._gate.failed(exc)
         return {
             key: {"state": s.state, "failures": s.failures, "opened_until": s.opened_until}
             for key, s in self._local.items()
         }
-
-    async def _redis_snapshot(self) -> dict[str, dict[str, Any]]:
-        redis = self._gate.redis
-        assert redis is not None
-        out: dict[str, dict[str, Any]] = {}
-        async for name in redis.scan_iter(match=self._prefix + "*", count=500):
-            raw = await redis.hgetall(name)
-            fields = {_text(k): _text(v) for k, v in raw.items()}
-            if not fields:
-                continue
-            out[_text(name)[len(self._prefix) :]] = {
-                "state": fields.get("state", CLOSED),
-                "failures": int(float(fields.get("failures", 0))),
-                "opened_until": float(fields.get("opened_until", 0)),
-            }
-        return out
 
     async def _run(self, key: str, op: Op, cfg: BreakerConfig, reason: str) -> tuple[str, float]:
         now = self._clock()

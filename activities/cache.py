@@ -7,7 +7,6 @@ stored as JSON in both backends, so a hit is always a fresh copy the caller may 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -19,28 +18,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.redaction import redact_text
+from core.redis_keys import CACHE_PREFIX
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFIX = "llmflow:cache:"
 # After a Redis failure, stay in-process this long before trying Redis again: a dead Redis
 # must not add a connect attempt to every call.
 REDIS_RETRY_SECONDS = 30.0
 _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
-
-
-def cache_key(service: str, operation: str, request: Any) -> str:
-    """Stable key for one call: readable service/operation + sha256 of the normalized request.
-
-    `request` must not hold credentials; the activity passes the request without its key.
-    """
-    canonical = json.dumps(
-        {"service": service, "operation": operation, "request": request},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-    return f"{service}.{operation}:{hashlib.sha256(canonical.encode()).hexdigest()}"
 
 
 class ResponseCache:
@@ -48,7 +33,7 @@ class ResponseCache:
         self,
         redis: Redis | None = None,
         *,
-        prefix: str = DEFAULT_PREFIX,
+        prefix: str = CACHE_PREFIX,
         max_local_entries: int = 2048,
         redis_retry_seconds: float = REDIS_RETRY_SECONDS,
         clock: Callable[[], float] = time.monotonic,

@@ -20,7 +20,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.cache import ResponseCache, cache_key
+from activities.cache import ResponseCache
 from activities.external_api_models import ExternalApiInput, ExternalApiOutput
 from activities.http_errors import current_attempt, error_for_status, error_for_transport
 from activities.resilience import Resilience, service_policy
@@ -29,6 +29,7 @@ from core import tracing
 from core.contracts import EXTERNAL_API_CALL
 from core.errors import ErrorContext, ErrorType
 from core.redaction import REDACTED, redact_text
+from core.redis_keys import cache_key
 from core.settings import Settings
 from workflow_defs.services import (
     PreparedRequest,

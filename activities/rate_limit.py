@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.redaction import redact_text
+from core.redis_keys import RATE_LIMIT_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class RateLimiter:
         self,
         redis: Redis | None = None,
         *,
-        prefix: str = "llmflow:ratelimit:",
+        prefix: str = RATE_LIMIT_PREFIX,
         clock: Callable[[], float] = time.time,
         redis_retry_seconds: float = REDIS_RETRY_SECONDS,
     ) -> None:

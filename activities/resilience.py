@@ -22,6 +22,7 @@ from activities.breaker import Admission, BreakerConfig, CircuitBreaker, OnTrans
 from activities.http_errors import current_attempt
 from activities.rate_limit import REDIS_RETRY_SECONDS, RateLimiter, RateLimitSpec
 from core.errors import ErrorContext, ErrorType
+from core.redis_keys import KEY_PREFIX, breaker_prefix, rate_limit_prefix
 
 __all__ = [
     "BreakerConfig",
@@ -59,7 +60,7 @@ class Resilience:
         self,
         redis: Redis | None = None,
         *,
-        prefix: str = "llmflow:",
+        prefix: str = KEY_PREFIX,
         clock: Callable[[], float] = time.time,
         on_transition: OnTransition | None = None,
         default_breaker: BreakerConfig | None = None,
@@ -68,13 +69,13 @@ class Resilience:
         self.default_breaker = default_breaker or BreakerConfig()
         self.limiter = RateLimiter(
             redis,
-            prefix=prefix + "ratelimit:",
+            prefix=rate_limit_prefix(prefix),
             clock=clock,
             redis_retry_seconds=redis_retry_seconds,
         )
         self.breaker = CircuitBreaker(
             redis,
-            prefix=prefix + "breaker:",
+            prefix=breaker_prefix(prefix),
             clock=clock,
             on_transition=on_transition,
             redis_retry_seconds=redis_retry_seconds,

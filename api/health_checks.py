@@ -22,10 +22,10 @@ from temporalio.api.enums.v1 import NamespaceState, TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
 
-from activities.resilience import Resilience
 from api.temporal_link import TemporalLink
 from core.db import ping
 from core.redaction import redact_text
+from core.redis_keys import CLOSED, read_breaker_states
 from core.settings import Settings
 
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -333,10 +333,10 @@ async def check_breakers(
     if redis_client is None:
         return BreakersHealth(status="unknown")
     try:
-        states = await asyncio.wait_for(Resilience(redis_client).snapshot(), timeout=within)
+        states = await asyncio.wait_for(read_breaker_states(redis_client), timeout=within)
     except Exception:
         return BreakersHealth(status="unknown")
-    opened = sorted(k for k, v in states.items() if v.get("state") != "closed")
+    opened = sorted(k for k, v in states.items() if v.get("state") != CLOSED)
     return BreakersHealth(status="open" if opened else "ok", open=opened, states=states)
 
 

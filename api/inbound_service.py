@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from activities.webhook_signing import verify_hex_signature
 from api import job_service
 from api.schemas import JobCreate
 from api.temporal_link import TemporalLink
@@ -34,6 +33,7 @@ from core import db
 from core.models import Alert
 from core.redaction import redact, redact_text
 from core.settings import Settings
+from core.webhook_signing import verify_hex_signature
 from workflow_defs.catalog import Catalog
 from workflow_defs.inputs import InputError, validate_input
 from workflow_defs.loader import DefinitionRegistry

@@ -25,7 +25,6 @@ from temporalio.common import QueryRejectCondition
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.ssrf import BlockedAddressError, check_url
 from api.auth import Caller
 from api.pagination import BadCursor, decode_cursor, encode_cursor
 from api.reconciler import failing_task_attempts, reconcile_row
@@ -47,6 +46,7 @@ from core.models import Job, JobSecret, utcnow
 from core.redaction import redact
 from core.secret_box import SecretBox
 from core.settings import Settings
+from core.ssrf import BlockedAddressError, check_url
 from core.temporal import start_job
 from workflow_defs.catalog import Catalog
 from workflow_defs.inputs import validate_input

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
-from activities.webhook_signing import verify_hex_signature
 from core.settings import Settings
+from core.webhook_signing import verify_hex_signature
 from tests import harness
 from tests.api_server import gateway
 from tests.fakes.http_server import FakeHTTPServer, Response

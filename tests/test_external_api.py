@@ -15,9 +15,10 @@ import redis.asyncio as aioredis
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.cache import ResponseCache, cache_key
+from activities.cache import ResponseCache
 from activities.external_api import ExternalApiActivities, ExternalApiInput, ExternalApiOutput
 from activities.http_errors import new_http_client
+from core.redis_keys import cache_key
 from core.settings import Settings
 from tests.conftest import SHARED_DIR
 from tests.fakes.http_server import FakeHTTPServer, Request, Response

@@ -14,8 +14,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import http_step
 from activities.http_step import HttpActivities, HttpRequestInput, HttpRequestOutput
-from activities.ssrf import guarded_client
 from core.settings import Settings
+from core.ssrf import guarded_client
 from tests.fakes.http_server import FakeHTTPServer, Response
 
 

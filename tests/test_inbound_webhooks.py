@@ -24,12 +24,12 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.webhook_signing import sign_hex
 from api.inbound_service import RejectionAlerts, event_job_id
 from api.main import create_app
 from core.db import get_job
 from core.models import Alert
 from core.settings import Settings
+from core.webhook_signing import sign_hex
 from tests import harness
 from tests.api_server import serve
 from tests.test_api_jobs import poll

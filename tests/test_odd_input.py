@@ -12,12 +12,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from temporalio.client import Client
 
-from activities.webhook_signing import sign_hex
 from core import db
 from core.contracts import MirrorUpdate
 from core.json_safety import problems, sanitized
 from core.models import Alert
 from core.settings import Settings
+from core.webhook_signing import sign_hex
 from tests.api_server import gateway
 from tests.test_inbound_webhooks import SECRET, STRAPI_URL, hook_settings, hooks  # noqa: F401
 

@@ -14,8 +14,8 @@ import httpcore
 import httpx
 import pytest
 
-from activities import ssrf
-from activities.ssrf import BlockedAddressError, GuardedBackend, blocked_reason, check_url
+from core import ssrf
+from core.ssrf import BlockedAddressError, GuardedBackend, blocked_reason, check_url
 from tests.fakes.http_server import FakeHTTPServer, Response
 
 

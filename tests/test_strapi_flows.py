@@ -38,10 +38,10 @@ from temporalio.testing import ActivityEnvironment
 from activities.cache import ResponseCache
 from activities.external_api import ExternalApiActivities, ExternalApiInput
 from activities.http_errors import new_http_client
-from activities.webhook_signing import sign_hex
 from api.main import create_app
 from core.db import get_job
 from core.settings import Settings
+from core.webhook_signing import sign_hex
 from tests import harness
 from tests.api_server import serve
 from tests.fakes.http_server import FakeHTTPServer, Request, Response

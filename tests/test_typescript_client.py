@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
-from activities.webhook_signing import build_webhook_headers, encode_body
 from core.settings import Settings
+from core.webhook_signing import build_webhook_headers, encode_body
 from tests import harness
 from tests.api_server import gateway
 

@@ -17,8 +17,10 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.ssrf import guarded_client
-from activities.webhook_signing import (
+from activities.webhook_step import WebhookActivities, WebhookSendInput, WebhookSendOutput
+from core.settings import Settings
+from core.ssrf import guarded_client
+from core.webhook_signing import (
     build_webhook_headers,
     encode_body,
     sign_hex,
@@ -26,8 +28,6 @@ from activities.webhook_signing import (
     verify_hex_signature,
     verify_standard_webhooks_signature,
 )
-from activities.webhook_step import WebhookActivities, WebhookSendInput, WebhookSendOutput
-from core.settings import Settings
 from tests.fakes.http_server import FakeHTTPServer, Request, Response
 
 # A shape no redactor pattern knows: only exact-value scrubbing can hide it.

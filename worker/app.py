@@ -24,13 +24,13 @@ from activities.job_secrets import JobSecretActivities
 from activities.llm.activity import LlmActivities
 from activities.mirror import MirrorActivities
 from activities.resilience import Resilience
-from activities.ssrf import guarded_client
 from activities.webhook_step import WebhookActivities
 from core import tracing
 from core.db import create_tables, insert_alert, make_engine
 from core.llm_stream import DeltaSink
 from core.models import Alert
 from core.settings import Settings
+from core.ssrf import guarded_client
 from worker.failure_log import StepOfFailure, install_one_line_failures
 from worker.foreach_batch import ForeachBatchWorkflow
 from worker.interpreter import InterpreterWorkflow

@@ -6,8 +6,8 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from activities.cache import DEFAULT_PREFIX
 from api.auth import Principal
+from core.redis_keys import CACHE_PREFIX
 
 router = APIRouter(prefix="/cache", tags=["cache"])
 
@@ -37,7 +37,7 @@ async def clear_cache(request: Request, _: Principal) -> CacheCleared:
     deleted = 0
     try:
         batch: list[bytes] = []
-        async for name in redis.scan_iter(match=DEFAULT_PREFIX + "*", count=500):
+        async for name in redis.scan_iter(match=CACHE_PREFIX + "*", count=500):
             batch.append(name)
             if len(batch) >= 500:
                 deleted += await redis.delete(*batch)

@@ -21,11 +21,12 @@ from api.inbound_service import load_inbound
 from api.metrics import install_metrics
 from api.middleware import BodySizeLimit, JsonByDefault
 from api.reconciler import Reconciler
-from api.routers import alerts, cache, health, inbound, jobs, legacy, metrics, workflows
+from api.routers import alerts, cache, codec, health, inbound, jobs, legacy, metrics, workflows
 from api.temporal_link import TemporalLink
 from core import tracing
 from core.db import create_tables, make_engine
 from core.logging import setup_logging
+from core.payload_codec import check_payload_key_config
 from core.secret_box import check_secret_key_config
 from core.settings import Settings, get_settings
 from workflow_defs.catalog import load_catalog
@@ -43,6 +44,7 @@ def create_app(
     settings = settings or get_settings()
     check_auth_config(settings)
     check_secret_key_config(settings)
+    check_payload_key_config(settings)
     # Fail fast, before serving anything, on an invalid shipped definition.
     catalog = load_catalog(settings)
     inbound_config = load_inbound(settings, catalog.definitions)  # refuses a bad triggers.json
@@ -104,6 +106,7 @@ def create_app(
     app.state.inbound = inbound_config
     app.include_router(health.router)
     app.include_router(metrics.router)  # GET /metrics, no prefix, no auth (scrape privately)
+    app.include_router(codec.router)  # /codec/decode|encode for the Web UI: CORS, API key
     app.include_router(alerts.router, prefix=API_PREFIX)
     app.include_router(cache.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)

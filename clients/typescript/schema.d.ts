@@ -49,6 +49,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/codec/decode": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Decode Payloads
+         * @description Decrypt payloads for display (Temporal's codec server protocol).
+         */
+        post: operations["decode_payloads_codec_decode_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/codec/encode": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Encode Payloads
+         * @description Encrypt payloads (e.g. a signal's input typed into the Web UI) with the current key;
+         *     unchanged when no LLMFLOW_PAYLOAD_KEY is set.
+         */
+        post: operations["encode_payloads_codec_encode_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/alerts": {
         parameters: {
             query?: never;
@@ -707,6 +748,30 @@ export interface components {
              * @default true
              */
             cancel_requested: boolean;
+        };
+        /** CodecPayload */
+        CodecPayload: {
+            /**
+             * Metadata
+             * @description Metadata entries, each value base64
+             */
+            metadata?: {
+                [key: string]: string;
+            };
+            /**
+             * Data
+             * @description The payload's bytes, base64
+             * @default
+             */
+            data: string;
+        };
+        /**
+         * CodecPayloads
+         * @description A Temporal `Payloads` message in protobuf JSON.
+         */
+        CodecPayloads: {
+            /** Payloads */
+            payloads?: components["schemas"]["CodecPayload"][];
         };
         /** ComponentHealth */
         ComponentHealth: {
@@ -1841,6 +1906,106 @@ export interface operations {
                      *     llmflow_mirror_up 1
                      */
                     "text/plain": string;
+                };
+            };
+        };
+    };
+    decode_payloads_codec_decode_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The namespace the payloads come from (sent by the Web UI and CLI); one key serves every namespace */
+                "X-Namespace"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CodecPayloads"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodecPayloads"];
+                };
+            };
+            /** @description A payload is not base64, or cannot be decoded (unknown key id, altered) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description API_KEYS is set and no valid key was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    encode_payloads_codec_encode_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The namespace the payloads come from (sent by the Web UI and CLI); one key serves every namespace */
+                "X-Namespace"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CodecPayloads"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodecPayloads"];
+                };
+            };
+            /** @description A payload is not base64, or cannot be decoded (unknown key id, altered) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description API_KEYS is set and no valid key was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

@@ -33,6 +33,7 @@ from typing import IO
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.payload_codec import encryption_configured
 from core.settings import PROVIDER_KEY_ENV, Settings
 from core.temporal import SEARCH_ATTRIBUTES
 
@@ -200,7 +201,18 @@ def dev_server_command(
         cmd += ["--namespace", settings.temporal_namespace]
     for name in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{name}=Keyword"]
+    if encryption_configured(settings):
+        # Payloads are encrypted: the Web UI decodes them through the gateway's codec server.
+        cmd += ["--ui-codec-endpoint", codec_endpoint(settings)]
     return cmd
+
+
+def codec_endpoint(settings: Settings) -> str:
+    """The gateway's codec server as the browser reaches it (api/routers/codec.py)."""
+    host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/codec"
 
 
 def exports_for_other_terminals(settings: Settings, env: dict[str, str]) -> list[str]:

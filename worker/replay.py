@@ -13,6 +13,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Replayer, WorkflowReplayResult
 
@@ -35,11 +36,16 @@ class HistoryFileError(ValueError):
 
 
 def replayer(
-    workflows: Sequence[type] | None = None, *, runtime: Runtime | None = None
+    workflows: Sequence[type] | None = None,
+    *,
+    runtime: Runtime | None = None,
+    data_converter: DataConverter | None = None,
 ) -> Replayer:
+    """`data_converter`: the one the history was written with (core.payload_codec's, to open
+    encrypted payloads); by default `pydantic_data_converter`."""
     return Replayer(
         workflows=list(workflows or WORKFLOWS),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter or pydantic_data_converter,
         workflow_runner=sandbox_runner(),
         runtime=runtime,
     )
@@ -82,10 +88,15 @@ def load_history_file(path: Path) -> WorkflowHistory:
 
 
 async def replay(
-    history: WorkflowHistory, *, workflows: Sequence[type] | None = None
+    history: WorkflowHistory,
+    *,
+    workflows: Sequence[type] | None = None,
+    data_converter: DataConverter | None = None,
 ) -> WorkflowReplayResult:
     """Raises on nondeterminism (the error names the event and command that diverged)."""
-    return await replayer(workflows).replay_workflow(history, raise_on_replay_failure=True)
+    return await replayer(workflows, data_converter=data_converter).replay_workflow(
+        history, raise_on_replay_failure=True
+    )
 
 
 async def fetch_history(client: Client, job_id: str) -> WorkflowHistory:

@@ -14,12 +14,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import NondeterminismError
 
-from core.settings import Settings
+from core.payload_codec import (
+    META_KEY_ID,
+    PayloadDecodeError,
+    PayloadKeyError,
+    data_converter,
+    is_encrypted,
+)
+from core.settings import Settings, get_settings
 from worker.replay import (
     HistoryFileError,
     fetch_history,
@@ -64,7 +73,6 @@ async def _history_for(
     if from_file is not None:
         return from_file
     if client is None:
-        from core.settings import get_settings
         from core.temporal import connect
 
         settings = settings or get_settings()
@@ -88,6 +96,49 @@ async def _history_for(
     return history
 
 
+async def _unreadable(history: WorkflowHistory, converter: DataConverter) -> str | None:
+    """Why the run's input can't be decrypted here (replaying would only report that as a
+    divergence); None when it can, or is not encrypted."""
+    first = history.events[0]
+    if not first.HasField("workflow_execution_started_event_attributes"):
+        return None
+    for payload in first.workflow_execution_started_event_attributes.input.payloads:
+        if not is_encrypted(payload):
+            continue
+        if converter.payload_codec is None:
+            key_id = payload.metadata.get(META_KEY_ID, b"").decode("utf-8", "replace")
+            return (
+                f"its payloads are encrypted (key id {key_id!r}); set LLMFLOW_PAYLOAD_KEY, "
+                "or LLMFLOW_PAYLOAD_OLD_KEYS, to the key that sealed them"
+            )
+        try:
+            await converter.payload_codec.decode([payload])
+        except PayloadDecodeError as exc:
+            return str(exc)
+    return None
+
+
+async def readable_summaries(history: WorkflowHistory, converter: DataConverter) -> WorkflowHistory:
+    """The history with its events' summaries decoded by the converter's codec (encrypted
+    payloads); one that does not decode stays as it is (the report then names no step)."""
+    codec = converter.payload_codec
+    if codec is None:
+        return history
+    events = []
+    for event in history.events:
+        if event.HasField("user_metadata") and event.user_metadata.HasField("summary"):
+            try:
+                [summary] = await codec.decode([event.user_metadata.summary])
+            except Exception:
+                summary = event.user_metadata.summary
+            copy = HistoryEvent()
+            copy.CopyFrom(event)
+            copy.user_metadata.summary.CopyFrom(summary)
+            event = copy
+        events.append(event)
+    return WorkflowHistory(history.workflow_id, events)
+
+
 async def run_replay(
     target: str,
     *,
@@ -106,12 +157,27 @@ async def run_replay(
     out = out or sys.stdout
     err = err or sys.stderr
     try:
+        # The client's converter, or the environment's: with LLMFLOW_PAYLOAD_KEY (or only
+        # LLMFLOW_PAYLOAD_OLD_KEYS) it opens encrypted histories; plain ones replay either way.
+        converter = (
+            client.data_converter
+            if client is not None
+            else data_converter(settings or get_settings())
+        )
+    except PayloadKeyError as exc:
+        print(f"replay: {exc}", file=err)
+        return EXIT_ERROR
+    try:
         history = await _history_for(target, client, settings)
     except ReplayInputError as exc:
         print(f"replay: {exc}", file=err)
         return EXIT_ERROR
 
-    rep = replayer(workflows, runtime=runtime)
+    unreadable = await _unreadable(history, converter)
+    if unreadable:
+        print(f"replay: {history.workflow_id}: {unreadable}", file=err)
+        return EXIT_ERROR
+    rep = replayer(workflows, runtime=runtime, data_converter=converter)
     try:
         result = await rep.replay_workflow(history, raise_on_replay_failure=False)
     except Exception as exc:  # malformed history that Core refuses outright
@@ -129,13 +195,15 @@ async def run_replay(
     event_id = event_id_in(message)
     if event_id is None:
         event_id = await first_failing_event(history, rep)
+    # The report names steps by their activities' summaries, which are encrypted too.
+    readable = await readable_summaries(history, converter)
     divergence = diagnose(
         failure,
-        history,
+        readable,
         nondeterminism=isinstance(failure, NondeterminismError),
         event_id=event_id,
     )
-    print(format_report(divergence, history), file=err)
+    print(format_report(divergence, readable), file=err)
     return EXIT_DIVERGED
 
 

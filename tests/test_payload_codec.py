@@ -39,6 +39,7 @@ from core.payload_codec import (
 from core.settings import Settings
 from tests import harness
 from tests.api_server import gateway
+from tests.conftest import TEMPORAL_BIN
 from tests.fakes.http_server import FakeHTTPServer
 from tests.fakes.llm_wire import openai_chat
 from tests.test_replay_cli import SleepsAtTheEnd, replay_cli
@@ -47,6 +48,8 @@ from worker.replay import replay
 CHAT = "/openrouter/api/v1/chat/completions"
 KEY_A = base64.b64encode(os.urandom(32)).decode()
 KEY_B = base64.b64encode(os.urandom(32)).decode()
+OPS_SECRET = "ops-secret-0123456789"
+OPS_KEY = f"ops:{OPS_SECRET}"
 
 
 def keyed(settings: Settings, **values: Any) -> Settings:
@@ -234,16 +237,48 @@ async def run_job(
         await asyncio.sleep(0.2)
 
 
+async def workflow_show(client: Client, workflow_id: str, *args: str) -> bytes:
+    """`temporal workflow show -o json` of the run, as an operator would run it."""
+    proc = await asyncio.create_subprocess_exec(
+        str(TEMPORAL_BIN),
+        "workflow",
+        "show",
+        "-w",
+        workflow_id,
+        "-o",
+        "json",
+        "--address",
+        client.service_client.config.target_host,
+        "--namespace",
+        client.namespace,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, stderr.decode()
+    return stdout
+
+
+def input_bytes(shown: bytes) -> bytes:
+    """The run's input payload's data in `temporal workflow show -o json` output."""
+    attrs = json.loads(shown)["events"][0]["workflowExecutionStartedEventAttributes"]
+    return base64.b64decode(attrs["input"]["payloads"][0]["data"])
+
+
 async def test_encrypted_job_runs_and_only_the_codec_reads_its_history(
     temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
 ) -> None:
     marker = f"MARKER-{uuid.uuid4().hex}"
     topic = f"durable execution for {marker}, 742 Evergreen Terrace, +1 555 0142"
     upstream.route("POST", CHAT, openai_chat(json.dumps({"title": "T", "points": ["a", "b", "c"]})))
-    old = keyed(settings, llmflow_payload_key=KEY_A, llmflow_payload_key_id="old")
+    old = keyed(
+        settings, llmflow_payload_key=KEY_A, llmflow_payload_key_id="old", api_keys=[OPS_KEY]
+    )
     client = with_converter(temporal_client, old)
     async with harness.running_worker(client, old, engine):
         async with gateway(old, engine=engine, temporal_client=client) as api:
+            api.headers["Authorization"] = f"Bearer {OPS_SECRET}"
             job = await run_job(api, {"topic": topic})
             assert job["status"] == "completed", job
             assert job["output"]["topic"] == topic  # GET /jobs/{id} shows the output
@@ -278,6 +313,19 @@ async def test_encrypted_job_runs_and_only_the_codec_reads_its_history(
             assert marker.encode() not in resealed.data
             resp = await api.post("/codec/decode", json=wire([resealed]))
             assert from_wire(resp.json()) == [plain]
+
+            # Temporal's own CLI: ciphertext without the codec server, the input through it.
+            shown = await workflow_show(temporal_client, job["job_id"])
+            assert marker.encode() not in shown and marker.encode() not in input_bytes(shown)
+            shown = await workflow_show(
+                temporal_client,
+                job["job_id"],
+                "--codec-endpoint",
+                f"{str(api.base_url).rstrip('/')}/codec",
+                "--codec-auth",
+                f"Bearer {OPS_SECRET}",
+            )
+            assert json.loads(input_bytes(shown))["input_data"]["topic"] == topic
 
             # An altered payload is a 400 that says why.
             tampered = Payload()

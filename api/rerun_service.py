@@ -13,7 +13,6 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Caller
@@ -42,9 +41,8 @@ async def original_input(temporal: TemporalLink, job_id: str) -> InterpreterInpu
     except TemporalUnavailable as exc:
         raise ServiceUnavailable(str(exc)) from None
     started = history.events[0].workflow_execution_started_event_attributes
-    [inp] = pydantic_data_converter.payload_converter.from_payloads(
-        list(started.input.payloads), [InterpreterInput]
-    )
+    # The client's converter: with LLMFLOW_PAYLOAD_KEY the input is encrypted in history.
+    [inp] = await client.data_converter.decode(list(started.input.payloads), [InterpreterInput])
     return inp  # type: ignore[no-any-return]
 
 

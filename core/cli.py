@@ -248,8 +248,12 @@ async def _run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"invalid input: {exc}", file=sys.stderr)
         return 2
+    from core.payload_codec import PayloadKeyError
+
     try:
         client = await connect(settings)
+    except PayloadKeyError:
+        raise  # a key setting to fix, not an unreachable server
     except Exception as exc:
         raise UsageError(
             f"cannot reach Temporal at {settings.temporal_address} ({type(exc).__name__}): "
@@ -393,9 +397,10 @@ def _expected_error(exc: Exception) -> str | None:
     from pydantic import ValidationError
 
     from api.auth import ProductionWithoutKeys
+    from core.payload_codec import PayloadKeyError
     from workflow_defs.loader import DefinitionError
 
-    if isinstance(exc, UsageError | ProductionWithoutKeys):
+    if isinstance(exc, UsageError | ProductionWithoutKeys | PayloadKeyError):
         return str(exc)
     if isinstance(exc, DefinitionError):
         return f"invalid workflow definition(s):\n{exc}"

@@ -111,10 +111,13 @@ def _failed(failure: Any, job_id: str, con: Any, mode: str) -> int:
 async def progress_reader(settings: Settings, job_id: str) -> Any:
     """An async callable returning the run's Progress (None when it can't be read), or None
     when Temporal is unreachable: `jobs watch` then shows statuses only."""
+    from core.payload_codec import PayloadKeyError
     from core.temporal import connect
 
     try:
         client = await connect(settings)
+    except PayloadKeyError:
+        raise
     except Exception:
         return None
     handle = client.get_workflow_handle(job_id)

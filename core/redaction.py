@@ -96,9 +96,13 @@ SECRET_ENV_VARS = (
     "SMTP_PASSWORD",
     "API_KEYS",
     "LLMFLOW_SECRET_KEY",
+    "LLMFLOW_PAYLOAD_KEY",
+    "LLMFLOW_PAYLOAD_OLD_KEYS",
 )
 # Variables that hold several comma-separated secrets.
-LISTED_SECRET_VARS = frozenset({"API_KEYS", "LLMFLOW_SECRET_KEY"})
+LISTED_SECRET_VARS = frozenset({"API_KEYS", "LLMFLOW_SECRET_KEY", "LLMFLOW_PAYLOAD_OLD_KEYS"})
+# Entries written `id:secret` (the id is not secret).
+NAMED_SECRET_VARS = frozenset({"API_KEYS", "LLMFLOW_PAYLOAD_OLD_KEYS"})
 
 
 # API_KEYS entries are `name:key` or a bare key, as the gateway parses them (api/auth.py). The
@@ -121,7 +125,7 @@ def _split_values(name: str, raw: Any) -> list[str]:
     else:
         return []
     parts = [p.strip() for p in parts]
-    if name == "API_KEYS":
+    if name in NAMED_SECRET_VARS:
         parts = [_api_key_value(p) for p in parts]
     return [p for p in parts if len(p) >= MIN_SECRET_CHARS]
 

@@ -282,6 +282,9 @@ async def test_encrypted_job_runs_and_only_the_codec_reads_its_history(
             job = await run_job(api, {"topic": topic})
             assert job["status"] == "completed", job
             assert job["output"]["topic"] == topic  # GET /jobs/{id} shows the output
+            # A rerun reads the original input back through the codec.
+            rerun = await api.post(f"/api/v1/jobs/{job['job_id']}/rerun", json={})
+            assert rerun.status_code == 202, rerun.text
 
             # Temporal itself (a client without the codec) holds only ciphertext.
             handle = temporal_client.get_workflow_handle(job["job_id"])

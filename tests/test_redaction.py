@@ -157,6 +157,15 @@ def test_named_api_keys_hide_the_key_not_the_name(monkeypatch: pytest.MonkeyPatc
     assert out == f"frontend-app sent {REDACTED}; {REDACTED} too"
 
 
+def test_payload_keys_are_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    current = "q8ZJvJ0mW1k2lJ8m3nB4vC5xZ6aS7dF8gH9jK0lP1oI="
+    old = "Zm9vYmFyYmF6cXV4cXV1eHh5enp5MTIzNDU2Nzg5MDE="
+    monkeypatch.setenv("LLMFLOW_PAYLOAD_KEY", current)
+    monkeypatch.setenv("LLMFLOW_PAYLOAD_OLD_KEYS", f"2025-q4:{old}, {old[::-1]}")
+    out = redact_text(f"key {current}; old 2025-q4 was {old}; and {old[::-1]}")
+    assert out == f"key {REDACTED}; old 2025-q4 was {REDACTED}; and {REDACTED}"
+
+
 def test_env_var_secret_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert redact_text(ENV_SECRET) == ENV_SECRET

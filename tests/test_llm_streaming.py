@@ -4,14 +4,18 @@ recorded output is the whole text, as a call without streaming would record it."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
@@ -20,7 +24,7 @@ from activities.llm.chat import ChatMessage, ChatRequest
 from activities.llm.mock import MockProvider, stream_chunks
 from activities.llm.openai_chat import OpenAIChatProvider
 from activities.llm.response_format import parse_response_format
-from core.llm_stream import DEGRADED_WARNING
+from core.llm_stream import DEGRADED_WARNING, read_deltas
 from core.settings import Settings
 from tests import harness
 from tests.api_server import gateway
@@ -241,3 +245,56 @@ async def test_without_redis_the_text_arrives_whole_with_a_warning(
     )
     assert len(deltas) == 1 and deltas[0][0] < finished
     assert deltas[0][1]["text"] == record["output"]["content"] == TEXT
+
+
+@pytest.mark.timeout(240)  # the dead worker's attempt times out on its 30 s heartbeat
+async def test_a_worker_killed_mid_stream_streams_again_on_the_next(
+    temporal_client: Client,
+    settings: Settings,
+    engine: Engine,
+    upstream: FakeHTTPServer,
+    tmp_path: Path,
+) -> None:
+    slow = [f"piece{i} " for i in range(40)]
+    upstream.route(
+        "POST", CHAT, [openai_stream(slow, pause=0.25), openai_stream(PIECES, pause=0.01)]
+    )
+    cfg = stream_settings(settings, tmp_path, redis=True, retries=2)
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "TEMPORAL_ADDRESS": cfg.temporal_address,
+        "TEMPORAL_NAMESPACE": cfg.temporal_namespace,
+        "TEMPORAL_TASK_QUEUE": cfg.temporal_task_queue,
+        "DATABASE_URL": cfg.database_url,
+        "REDIS_URL": str(cfg.redis_url),
+        "OPENROUTER_BASE_URL": cfg.openrouter_base_url,
+        "OPENROUTER_API_KEY": str(cfg.openrouter_api_key),
+    }
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "worker", env=env, cwd=REPO_DEFS.parent
+    )
+    redis = aioredis.from_url(str(cfg.redis_url))
+    try:
+        loaded = harness.load(streaming_definition(2), cfg)
+        handle = await harness.start(temporal_client, cfg, loaded, {"topic": "crashes"})
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(await read_deltas(redis, handle.id)) < 3:
+            assert asyncio.get_running_loop().time() < deadline, "no deltas from the worker"
+            await asyncio.sleep(0.1)
+        worker.send_signal(signal.SIGKILL)  # mid-stream: no chance to report anything
+        await worker.wait()
+        async with harness.running_worker(temporal_client, cfg, engine):
+            result = await handle.result()
+        deltas = await read_deltas(redis, handle.id)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+        await redis.aclose()
+    story = next(r for r in result.metadata.steps if r.path == "story")
+    assert story.attempts == 2 and story.output["content"] == TEXT
+    first = "".join(d.text for d in deltas if d.attempt == 1)
+    second = "".join(d.text for d in deltas if d.attempt == 2)
+    assert first and "".join(slow).startswith(first) and first != "".join(slow)
+    assert second == TEXT

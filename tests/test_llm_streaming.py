@@ -83,6 +83,15 @@ async def test_openai_and_anthropic_streams_are_read_piece_by_piece(
         assert result.finish_reason == "end_turn"
 
 
+async def test_a_server_that_ignores_stream_is_read_whole(upstream: FakeHTTPServer) -> None:
+    upstream.route("POST", "/oai/chat/completions", openai_chat(TEXT))
+    seen: list[str] = []
+    async with httpx.AsyncClient() as http:
+        openai = OpenAIChatProvider("openai", http, base_url=f"{upstream.url}/oai", api_key="k")
+        result = await openai.complete(request(lambda t: _add(seen, t)))
+    assert result.content == TEXT and seen == [TEXT]
+
+
 async def test_a_cut_stream_is_a_retryable_failure(upstream: FakeHTTPServer) -> None:
     from temporalio.exceptions import ApplicationError
 
@@ -298,3 +307,23 @@ async def test_a_worker_killed_mid_stream_streams_again_on_the_next(
     second = "".join(d.text for d in deltas if d.attempt == 2)
     assert first and "".join(slow).startswith(first) and first != "".join(slow)
     assert second == TEXT
+
+
+async def test_the_shipped_draft_refine_streams_its_drafts_on_the_mock(
+    temporal_client: Client, settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    cfg = stream_settings(settings, tmp_path, redis=True).model_copy(
+        update={"llm_default_provider": "mock", "openrouter_api_key": None}
+    )
+    async with harness.running_worker(temporal_client, cfg, engine):
+        async with gateway(cfg, engine=engine, temporal_client=temporal_client) as api:
+            accepted = await api.post(
+                "/api/v1/jobs",
+                json={"workflow_name": "draft_refine", "input_data": {"brief": "Thank donors"}},
+            )
+            events = await read_events(api, accepted.json()["job_id"])
+    job = events[-1][1]
+    assert job["status"] == "completed", job["error"]
+    first = [d for n, d in events if n == "llm.delta" and d["path"] == "refine#1.draft"]
+    draft = next(r for r in job["metadata"]["steps"] if r["path"] == "refine#1.draft")
+    assert len(first) > 1 and "".join(d["text"] for d in first) == draft["output"]["content"]

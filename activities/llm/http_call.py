@@ -79,6 +79,8 @@ def error_in_body(
     return error_for_status(502, body=body, what=what, details=details)
 
 
+# The event name post_stream gives a non-streamed JSON answer to a streamed request.
+WHOLE_REPLY = "whole-reply"
 # A provider's SSE line longer than this is not a chat chunk; refuse it rather than buffer it.
 MAX_SSE_LINE_CHARS = 1_000_000
 
@@ -111,6 +113,10 @@ async def post_stream(
                     what=what,
                     details=details,
                 )
+            if response.headers.get("content-type", "").startswith("application/json"):
+                # A server that ignores `stream` and answers whole (some OpenAI-compatible ones).
+                yield WHOLE_REPLY, (await response.aread()).decode(errors="replace")
+                return
             event = ""
             data: list[str] = []
             async for line in response.aiter_lines():

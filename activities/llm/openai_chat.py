@@ -13,7 +13,13 @@ from typing import Any
 import httpx
 
 from activities.llm.chat import ChatRequest, ChatResult, usage_of
-from activities.llm.http_call import error_in_body, post_json, post_stream, stream_ended_early
+from activities.llm.http_call import (
+    WHOLE_REPLY,
+    error_in_body,
+    post_json,
+    post_stream,
+    stream_ended_early,
+)
 from activities.llm.response_format import system_with_format
 
 # OpenRouter attributes traffic to an app by these two headers.
@@ -91,6 +97,13 @@ class OpenAIChatProvider:
             secret=self._api_key,
             details=details,
         )
+        return self._parse(payload, what, details)
+
+    def _parse(self, payload: Any, what: str, details: dict[str, Any]) -> ChatResult:
+        if not isinstance(payload, dict):
+            raise error_in_body(
+                {"error": "response is not a JSON object"}, what=what, secret=None, details=details
+            )
         choices = payload.get("choices")
         if not choices or not isinstance(choices, list):
             if payload.get("error"):
@@ -130,7 +143,7 @@ class OpenAIChatProvider:
         finish_reason: str | None = None
         model: str | None = None
         done = False
-        async for _event, data in post_stream(
+        async for event, data in post_stream(
             self._http,
             self._url,
             headers=self._headers(),
@@ -140,6 +153,11 @@ class OpenAIChatProvider:
             secret=self._api_key,
             details=details,
         ):
+            if event == WHOLE_REPLY:
+                whole = self._parse(json.loads(data), what, details)
+                if whole.content:
+                    await on_delta(whole.content)
+                return whole
             if data.strip() == "[DONE]":
                 done = True
                 break

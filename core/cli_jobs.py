@@ -4,17 +4,16 @@ with the gateway down; the operator at the terminal acts as an admin key would."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import IO, Any
 
 from rich.markup import escape
 
-from core.cli_render import StepLines, console, job_summary, jobs_table, output_text, steps_table
+from core.cli_render import console, job_summary, jobs_table, output_text, steps_table
 from core.contracts import JobResult, Progress
 from core.settings import Settings
-from core.watch import POLL_SECONDS, printing_deltas
+from core.watch import following
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -38,36 +37,34 @@ async def follow_run(
     if human:
         con.print(f"job [bold]{escape(job_id)}[/] started")
         con.print(f"Web UI: {ui_url(settings, job_id)}")
-    lines = StepLines(con)
 
-    async def progress() -> None:
-        while True:
-            try:
-                seen: Progress = await handle.query("progress", result_type=Progress)
-            except Exception:
-                seen = Progress()  # not started yet, or already closed: the records tell
-            lines.update(dict(seen.steps), seen.finished)
-            await asyncio.sleep(POLL_SECONDS)
+    async def progress() -> Progress | None:
+        try:
+            return await handle.query("progress", result_type=Progress)  # type: ignore[no-any-return]
+        except Exception:
+            return None  # not started yet, or already closed: the records tell
 
-    failure: Any = None
-    result: JobResult | None = None
-    watcher = asyncio.create_task(progress()) if human else None
-    try:
-        async with printing_deltas(settings.redis_url if human else None, job_id, out):
-            try:
-                result = await handle.result()
-            except Exception as exc:
-                failure = exc
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+    async def outcome() -> tuple[JobResult | None, Any]:
+        try:
+            return await handle.result(), None
+        except Exception as exc:
+            return None, exc
+
+    if human:
+        async with following(
+            job_id, out, redis_url=settings.redis_url, progress=progress
+        ) as follower:
+            result, failure = await outcome()
+            records = result.model_dump(mode="json")["metadata"]["steps"] if result else []
+            await follower.finish(records)
+    else:
+        result, failure = await outcome()
     if result is not None:
-        return _finished(result, job_id, con, lines, mode)
+        return _finished(result, job_id, con, mode)
     return _failed(failure, job_id, con, mode)
 
 
-def _finished(result: JobResult, job_id: str, con: Any, lines: StepLines, mode: str) -> int:
+def _finished(result: JobResult, job_id: str, con: Any, mode: str) -> int:
     data = result.model_dump(mode="json")
     if mode == "json":
         con.file.write(json.dumps({"job_id": job_id, **data}, indent=2) + "\n")
@@ -75,7 +72,6 @@ def _finished(result: JobResult, job_id: str, con: Any, lines: StepLines, mode: 
     if mode == "quiet":
         con.file.write(output_text(result.output) + "\n")
         return EXIT_OK
-    lines.records(data["metadata"]["steps"])
     meta = result.metadata
     con.print(
         f"[green]{result.status}[/] in {meta.duration_ms:,} ms · {meta.total_tokens:,} tokens"

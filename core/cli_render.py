@@ -65,9 +65,20 @@ class StepLines:
     """Prints each step once when it starts and once when it ends, from successive views of
     `{path: status}` and the finished steps' figures."""
 
-    def __init__(self, con: Console) -> None:
+    def __init__(self, con: Console, stream: Any = None) -> None:
         self.con = con
         self.said: dict[str, str] = {}
+        # The DeltaPrinter writing streamed text to the same terminal, if any: a step line
+        # never lands inside a step's streamed text.
+        self.stream = stream
+
+    def _print(self, path: str, status: str, view: dict[str, Any] | None = None) -> None:
+        open_block = getattr(self.stream, "current", None)
+        if open_block is not None:
+            if status == "running" and open_block[0] == path:
+                return  # its streamed text already says it runs
+            self.stream.close()
+        self.con.print(step_line(path, status, view))
 
     def update(self, statuses: dict[str, str], finished: dict[str, dict[str, Any]]) -> None:
         for path, status in statuses.items():
@@ -75,9 +86,9 @@ class StepLines:
             if status == before or status == "pending":
                 continue
             if before == "pending" and status != "skipped":
-                self.con.print(step_line(path, "running"))
+                self._print(path, "running")
             if status != "running":
-                self.con.print(step_line(path, status, finished.get(path)))
+                self._print(path, status, finished.get(path))
             self.said[path] = status
 
     def records(self, records: list[dict[str, Any]]) -> None:

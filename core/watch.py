@@ -13,6 +13,8 @@ from core.contracts import TERMINAL_STATUSES
 from core.llm_stream import read_deltas
 
 POLL_SECONDS = 0.5
+# How often a terminal follower reads progress and streamed text.
+TURN_SECONDS = 0.2
 
 
 class DeltaPrinter:
@@ -42,48 +44,76 @@ class DeltaPrinter:
             self.current = None
 
 
-async def stream_text(redis: Any, job_id: str, printer: DeltaPrinter) -> None:
-    """Print the job's deltas until cancelled."""
-    after = "0"
-    while True:
-        found = await read_deltas(redis, job_id, after, block_ms=int(POLL_SECONDS * 1000))
-        for delta in found:
-            printer.write(delta.path, delta.text, delta.attempt, delta.call)
-        if found:
-            after = found[-1].id
-        else:
-            await asyncio.sleep(0.05)  # Redis down answers at once: don't spin
+class Follower:
+    """Shows a running job in a terminal: a line per step as it starts and ends, and streamed
+    text as it arrives. Each turn reads the run's progress first and the stored deltas second:
+    a step's pieces are in Redis before its activity completes, so they are all printed before
+    the line that says the step ended, never split by it."""
 
+    def __init__(self, job_id: str, out: IO[str], redis: Any = None, progress: Any = None):
+        from core.cli_render import StepLines, console
 
-async def drain_text(
-    redis: Any, job_id: str, printer: DeltaPrinter, task: asyncio.Task[None]
-) -> None:
-    """Stop following and print what is stored but not printed yet (the step's last pieces
-    land in Redis before the job's result)."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    printer.close()
+        self.job_id = job_id
+        self.redis = redis
+        self.progress = progress  # async () -> Progress | None
+        self.printer = DeltaPrinter(out)
+        self.lines = StepLines(console(out), stream=self.printer)
+        self.after = "0"
+        self.done = False
+        # A turn and the final drain must not read the same deltas twice.
+        self._lock = asyncio.Lock()
+
+    async def turn(self) -> None:
+        async with self._lock:
+            if self.done:
+                return
+            seen = await self.progress() if self.progress is not None else None
+            await self.deltas()
+            if seen is not None:
+                self.lines.update(dict(seen.steps), seen.finished)
+
+    async def deltas(self) -> None:
+        if self.redis is None:
+            return
+        for delta in await read_deltas(self.redis, self.job_id, self.after):
+            self.printer.write(delta.path, delta.text, delta.attempt, delta.call)
+            self.after = delta.id
+
+    async def run(self) -> None:
+        """Turn until cancelled."""
+        while True:
+            await self.turn()
+            await asyncio.sleep(TURN_SECONDS)
+
+    async def finish(self, records: list[dict[str, Any]]) -> None:
+        """The job ended: what is stored and not printed yet, then what the records add."""
+        async with self._lock:
+            self.done = True
+            await self.deltas()
+            self.printer.close()
+            self.lines.records(records)
 
 
 @contextlib.asynccontextmanager
-async def printing_deltas(redis_url: str | None, job_id: str, out: IO[str]) -> AsyncIterator[None]:
-    """While the body runs, print the job's streamed text to `out` (nothing without Redis)."""
-    if not redis_url:
-        yield
-        return
-    import redis.asyncio as aioredis
+async def following(
+    job_id: str, out: IO[str], *, redis_url: str | None, progress: Any = None
+) -> AsyncIterator[Follower]:
+    """A Follower turning in the background while the body runs."""
+    redis = None
+    if redis_url:
+        import redis.asyncio as aioredis
 
-    redis = aioredis.from_url(redis_url)
-    printer = DeltaPrinter(out)
-    task = asyncio.create_task(stream_text(redis, job_id, printer))
+        redis = aioredis.from_url(redis_url)
+    follower = Follower(job_id, out, redis, progress)
+    task = asyncio.create_task(follower.run())
     try:
-        yield
-        # The result is in; give the reader one more turn for pieces stored just before it.
-        await asyncio.sleep(POLL_SECONDS)
+        yield follower
     finally:
-        await drain_text(redis, job_id, printer, task)
-        await redis.aclose()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if redis is not None:
+            await redis.aclose()
 
 
 async def watch_job(
@@ -97,29 +127,25 @@ async def watch_job(
     """Follow a job in the mirror until it ends: 0 completed, 1 failed/cancelled/timed out,
     2 unknown job. `read_row(job_id)` returns the mirror row or None; `progress()` (optional)
     the run's Progress from Temporal, for a line per step as it starts and ends."""
-    from core.cli_render import StepLines, console
-
     row = await asyncio.to_thread(read_row, job_id)
     if row is None:
         out.write(f"job {job_id} not found in the mirror\n")
         return 2
     last_status: str | None = None
-    lines = StepLines(console(out))
-    async with printing_deltas(redis_url, job_id, out):
+    async with following(job_id, out, redis_url=redis_url, progress=progress) as follower:
         while True:
-            if row is not None and row.status != last_status:
+            terminal = row.status in TERMINAL_STATUSES
+            if terminal:  # every step's end before the job's
+                await follower.finish((row.job_metadata or {}).get("steps") or [])
+            if row.status != last_status:
+                follower.printer.close()
                 out.write(f"[{row.status}] {row.workflow_name} {row.workflow_version}\n")
                 out.flush()
                 last_status = row.status
-            if progress is not None:
-                seen = await progress()
-                if seen is not None:
-                    lines.update(dict(seen.steps), seen.finished)
-            if row is not None and row.status in TERMINAL_STATUSES:
-                lines.records((row.job_metadata or {}).get("steps") or [])
+            if terminal:
                 break
             await asyncio.sleep(POLL_SECONDS)
-            row = await asyncio.to_thread(read_row, job_id)
+            row = await asyncio.to_thread(read_row, job_id) or row
     if row.status != "completed" and row.error:
         out.write(f"error: {row.error.get('type')}: {row.error.get('message')}\n")
     return 0 if row.status == "completed" else 1

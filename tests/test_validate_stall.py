@@ -189,7 +189,10 @@ async def test_health_and_jobs_answer_while_heavy_validations_run(
     assert [a.status_code for a in answers] == [413] * 8 + [200] * 8, [a.text for a in answers]
     assert all(a.json()["valid"] is True for a in answers[8:])
     assert probes_while_running >= 2, f"the validations ended before they were probed ({took} s)"
-    assert max(latencies) < PROBE_BOUND_SECONDS, (took, sorted(latencies)[-5:])
+    # Not stalled: no probe waited for the validations. A loaded machine slows both, so the
+    # bound is a share of the time they took (and never under PROBE_BOUND_SECONDS).
+    bound = max(PROBE_BOUND_SECONDS, took / 4)
+    assert max(latencies) < bound, (took, sorted(latencies)[-5:])
     print(f"validations {took:.2f} s, {len(latencies)} probes, slowest {max(latencies):.3f} s")
 
 

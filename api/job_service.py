@@ -475,13 +475,6 @@ async def list_job_rows(
     return rows, next_cursor, total
 
 
-def _ui_url(settings: Settings, job_id: str, run_id: str | None) -> str:
-    base = (
-        f"{settings.temporal_ui_base()}/namespaces/{settings.temporal_namespace}/workflows/{job_id}"
-    )
-    return f"{base}/{run_id}/history" if run_id else base
-
-
 async def get_job_view(
     job_id: str,
     *,
@@ -541,7 +534,7 @@ async def _job_view(
             temporal=TemporalRef(
                 workflow_id=job_id,
                 run_id=live["run_id"],
-                ui_url=_ui_url(settings, job_id, live["run_id"]),
+                ui_url=settings.job_ui_url(job_id, live["run_id"]),
             ),
         )
         if live["status"] in TERMINAL_STATUSES:
@@ -637,7 +630,7 @@ def _view_from_row(row: Job, settings: Settings, *, progress: dict[str, Any] | N
         temporal=TemporalRef(
             workflow_id=row.job_id,
             run_id=row.run_id,
-            ui_url=_ui_url(settings, row.job_id, row.run_id),
+            ui_url=settings.job_ui_url(row.job_id, row.run_id),
         ),
         user_id=row.user_id,
         username=row.username,

@@ -18,13 +18,6 @@ from core.watch import following
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def ui_url(settings: Settings, job_id: str, run_id: str | None = None) -> str:
-    base = (
-        f"{settings.temporal_ui_base()}/namespaces/{settings.temporal_namespace}/workflows/{job_id}"
-    )
-    return f"{base}/{run_id}/history" if run_id else base
-
-
 async def follow_run(
     handle: Any, settings: Settings, *, mode: str, out: IO[str] = sys.stdout
 ) -> int:
@@ -36,7 +29,7 @@ async def follow_run(
     human = mode == "human"
     if human:
         con.print(f"job [bold]{escape(job_id)}[/] started")
-        con.print(f"Web UI: {ui_url(settings, job_id)}")
+        con.print(f"Web UI: {settings.job_ui_url(job_id)}")
 
     async def progress() -> Progress | None:
         try:
@@ -132,7 +125,7 @@ def show_job(row: Any, settings: Settings, *, as_json: bool, out: IO[str] = sys.
         out.write(json.dumps(row.model_dump(mode="json"), indent=2) + "\n")
         return EXIT_OK
     con = console(out)
-    for line in job_summary(row, ui_url(settings, row.job_id, row.run_id)):
+    for line in job_summary(row, settings.job_ui_url(row.job_id, row.run_id)):
         con.print(line)
     records = (row.job_metadata or {}).get("steps") or []
     if records:

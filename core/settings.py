@@ -149,6 +149,11 @@ class Settings(BaseSettings):
         host = self.temporal_address.rsplit(":", 1)[0] or "localhost"
         return f"http://{host}:{self.temporal_ui_port}"
 
+    def job_ui_url(self, job_id: str, run_id: str | None = None) -> str:
+        """A job's page in the Temporal Web UI (its run's history when the run is known)."""
+        base = f"{self.temporal_ui_base()}/namespaces/{self.temporal_namespace}/workflows/{job_id}"
+        return f"{base}/{run_id}/history" if run_id else base
+
 
 @lru_cache
 def get_settings() -> Settings:

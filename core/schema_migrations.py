@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -93,11 +94,28 @@ def _stamped(engine: Engine) -> tuple[str, ...] | None:
             return None  # no such table
 
 
+# SQLite answers "database is locked" at once, without waiting, when two connections' lock
+# upgrades would deadlock (a concurrent first start); the remedy is to run the transaction again.
+SQLITE_LOCKED_ATTEMPTS = 5
+
+
 def upgrade(engine: Engine) -> str:
     """Bring the database to head (see the module's docstring); returns its revision after."""
     target = head()
     if _stamped(engine) == (target,):
         return target
+    for attempt in range(1, SQLITE_LOCKED_ATTEMPTS + 1):
+        try:
+            return _upgrade_locked(engine, target)
+        except OperationalError as exc:
+            locked = engine.dialect.name == "sqlite" and "database is locked" in str(exc)
+            if not locked or attempt == SQLITE_LOCKED_ATTEMPTS:
+                raise
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _upgrade_locked(engine: Engine, target: str) -> str:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 

@@ -41,6 +41,10 @@ class Admission:
     allowed: bool
     probe: bool = False
     retry_after: float = 0.0  # when denied: seconds until a call may be let through
+    # Closed with no failures counted when admitted: a success then has nothing to reset, so
+    # it is not reported (one Redis round trip per call instead of two on the healthy path).
+    # A failure another caller records meanwhile is then reset by the next success that saw it.
+    clean: bool = False
 
 
 @dataclass
@@ -89,7 +93,7 @@ local probe_until = tonumber(h[4]) or 0
 local old = state
 local verdict = ''
 if op == 'before' then
-  if state == 'closed' then return {old, state, 'allow', '0'} end
+  if state == 'closed' then return {old, state, 'allow', '0', tostring(failures)} end
   if state == 'open' and now < opened_until then
     return {old, state, 'deny', tostring(opened_until - now)}
   end
@@ -138,10 +142,10 @@ class CircuitBreaker:
         self._local: dict[str, _State] = {}
 
     async def before_call(self, key: str, cfg: BreakerConfig) -> Admission:
-        verdict, delay = await self._run(key, "before", cfg, "recovery timeout elapsed")
+        verdict, delay, failures = await self._run(key, "before", cfg, "recovery timeout elapsed")
         if verdict == "deny":
             return Admission(False, retry_after=max(delay, 0.0))
-        return Admission(True, probe=verdict == "probe")
+        return Admission(True, probe=verdict == "probe", clean=verdict == "allow" and failures == 0)
 
     async def record_success(self, key: str, cfg: BreakerConfig) -> None:
         await self._run(key, "success", cfg, "call succeeded")
@@ -165,24 +169,28 @@ class CircuitBreaker:
             for key, s in self._local.items()
         }
 
-    async def _run(self, key: str, op: Op, cfg: BreakerConfig, reason: str) -> tuple[str, float]:
+    async def _run(
+        self, key: str, op: Op, cfg: BreakerConfig, reason: str
+    ) -> tuple[str, float, int]:
+        """(verdict, delay, failures counted: only known for an allowed 'before', else -1)."""
         now = self._clock()
         old = new = CLOSED
-        result: tuple[str, float] | None = None
+        result: tuple[str, float, int] | None = None
         if self._gate.usable():
             args = [op, now, cfg.failure_threshold, cfg.recovery_timeout]
             try:
                 raw = await self._script(
                     keys=[self._prefix + key], args=[*args, PROBE_LEASE_SECONDS, _KEY_TTL_SECONDS]
                 )
-                old, new, verdict, delay = (_text(x) for x in raw)
-                result = verdict, float(delay)
+                old, new, verdict, delay, *counted = (_text(x) for x in raw)
+                result = verdict, float(delay), int(counted[0]) if counted else -1
             except REDIS_ERRORS as exc:
                 self._gate.failed(exc)
         if result is None:
             state = self._local.setdefault(key, _State())
             old = state.state
-            result = _step(state, op, now, cfg)
+            verdict, delay = _step(state, op, now, cfg)
+            result = verdict, delay, state.failures if verdict == "allow" else -1
             new = state.state
         if old != new:
             await self._notify(key, old, new, reason)

@@ -108,7 +108,8 @@ class Resilience:
             if admission.probe:
                 await self.breaker.release(key, cfg)
             raise
-        await self.breaker.record_success(key, cfg)
+        if not admission.clean:
+            await self.breaker.record_success(key, cfg)
 
     async def admit(
         self,

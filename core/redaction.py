@@ -282,30 +282,43 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact_text(text: str, *, extra_secrets: Iterable[str] = (), truncate: bool = True) -> str:
-    secrets = {s for s in extra_secrets if s and len(s) >= MIN_SECRET_CHARS}
-    secrets.update(_known_secret_values())
-    if secrets:
-        text = _replace_spans(text, _secret_spans(text, _index(tuple(sorted(secrets)))))
-    text = _SECRET_VALUE.sub(REDACTED, text)
-    text = _redact_params(text)
-    if truncate and len(text) > MAX_VALUE_CHARS:
-        text = text[:MAX_VALUE_CHARS] + f"…[truncated {len(text) - MAX_VALUE_CHARS} chars]"
-    return text
+    return _redact_str(text, _secrets_index(extra_secrets), truncate)
 
 
 def redact(value: Any, *, extra_secrets: Iterable[str] = (), truncate: bool = True) -> Any:
     """Return a copy of `value` with secrets removed; dicts/lists are walked recursively."""
-    extra = tuple(extra_secrets)
+    # The configured secrets are read once per call, not once per string in `value`: a job's
+    # input has dozens of strings, and re-reading them was a measurable share of a submit.
+    return _redact(value, _secrets_index(extra_secrets), truncate)
+
+
+def _secrets_index(extra_secrets: Iterable[str]) -> _SecretIndex | None:
+    secrets = {s for s in extra_secrets if s and len(s) >= MIN_SECRET_CHARS}
+    secrets.update(_known_secret_values())
+    return _index(tuple(sorted(secrets))) if secrets else None
+
+
+def _redact(value: Any, index: _SecretIndex | None, truncate: bool) -> Any:
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for k, v in value.items():
             if isinstance(k, str) and is_secret_name(k) and v not in (None, "", False):
                 out[k] = REDACTED
             else:
-                out[k] = redact(v, extra_secrets=extra, truncate=truncate)
+                out[k] = _redact(v, index, truncate)
         return out
     if isinstance(value, list | tuple):
-        return [redact(v, extra_secrets=extra, truncate=truncate) for v in value]
+        return [_redact(v, index, truncate) for v in value]
     if isinstance(value, str):
-        return redact_text(value, extra_secrets=extra, truncate=truncate)
+        return _redact_str(value, index, truncate)
     return value
+
+
+def _redact_str(text: str, index: _SecretIndex | None, truncate: bool) -> str:
+    if index is not None:
+        text = _replace_spans(text, _secret_spans(text, index))
+    text = _SECRET_VALUE.sub(REDACTED, text)
+    text = _redact_params(text)
+    if truncate and len(text) > MAX_VALUE_CHARS:
+        text = text[:MAX_VALUE_CHARS] + f"…[truncated {len(text) - MAX_VALUE_CHARS} chars]"
+    return text

@@ -171,6 +171,30 @@ async def test_breaker_ignores_4xx_and_success_resets_count(backend, prefix) -> 
     assert snap["state"] == "closed" and snap["failures"] == 2
 
 
+async def test_healthy_call_asks_breaker_once_and_counts_still_reset(backend, prefix) -> None:
+    """A call admitted while the breaker is closed with no failures reports no success (there
+    is nothing to reset): one breaker operation per healthy call. A failure recorded while it
+    ran is reset by the next success, whose admission saw the count."""
+    res = make(backend, prefix, Clock())
+    ops: list[str] = []
+    run = res.breaker._run
+
+    async def counting(key: str, op: Any, cfg: BreakerConfig, reason: str) -> Any:
+        ops.append(op)
+        return await run(key, op, cfg, reason)
+
+    res.breaker._run = counting  # type: ignore[method-assign]
+    await succeed(res, "svc")
+    assert ops == ["before"]
+    async with res.guard("svc", breaker=CFG):
+        await fail(res, "svc", upstream_503())  # another caller fails meanwhile
+    assert (await res.snapshot())["svc"]["failures"] == 1
+    ops.clear()
+    await succeed(res, "svc")
+    assert ops == ["before", "success"]
+    assert (await res.snapshot())["svc"]["failures"] == 0
+
+
 async def trip(res: Resilience, key: str) -> None:
     for _ in range(CFG.failure_threshold):
         await fail(res, key, upstream_503())

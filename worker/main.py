@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from datetime import timedelta
@@ -53,6 +54,9 @@ async def run_worker(settings: Settings | None = None) -> None:
             settings.temporal_address,
             settings.temporal_namespace,
         )
+        # Start-up objects (modules, catalog, clients) live as long as the process: out of the
+        # cyclic collector's full passes, which otherwise stall every running workflow task.
+        gc.freeze()
         async with worker:
             await stop.wait()
     log.info("worker stopped")

@@ -202,10 +202,18 @@ def upsert_job(engine: Engine, update: MirrorUpdate) -> str:
 
 
 def _upsert_once(engine: Engine, update: MirrorUpdate) -> str:
+    # Core statements, not an ORM get + flush: the worker makes two of these per job, and the
+    # ORM's object and unit of work were most of their cost.
     now = utcnow()
-    with Session(engine) as session:
-        row = session.get(Job, update.job_id)
-        if row is None:
+    jobs = Job.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        current = conn.execute(
+            select(jobs.c.run_id, jobs.c.status, jobs.c["metadata"])
+            .where(jobs.c.job_id == update.job_id)
+            .with_for_update()
+        ).first()
+        values = _mirror_values(update, now)
+        if current is None:
             row = Job(
                 job_id=update.job_id,
                 workflow_name=update.workflow_name,
@@ -213,38 +221,46 @@ def _upsert_once(engine: Engine, update: MirrorUpdate) -> str:
                 owner=update.owner,
                 parent_job_id=update.parent_job_id,
             )
-            action = "inserted"
-        else:
-            same_run = row.run_id is None or row.run_id == update.run_id
-            if same_run and row.status in TERMINAL_STATUSES:
-                if update.status not in TERMINAL_STATUSES:
-                    return "skipped"
-                if update.metadata is None and row.job_metadata is not None:
-                    # An observer (the gateway reading Temporal) knows the end but not the
-                    # records; the interpreter's final write already said more.
-                    return "skipped"
-            action = "updated"
-        row.status = update.status
-        row.run_id = update.run_id or row.run_id
-        row.started_at = parse_time(update.started_at) or row.started_at
-        if update.status in TERMINAL_STATUSES or update.waiting is False:
-            row.waiting_since = None
-        elif update.waiting:
-            row.waiting_since = parse_time(update.waiting_since) or now
-        if update.status in TERMINAL_STATUSES:
-            row.completed_at = parse_time(update.completed_at) or now
-            # Outputs come from LLMs and upstream services: store what every database accepts.
-            row.output = sanitized(update.output)
-            row.error = sanitized(update.error)
-            row.job_metadata = sanitized(update.metadata)
-        else:
-            # A running job has no result yet, also after a reset of one that had.
-            row.completed_at = None
-            row.output = row.error = row.job_metadata = None
-        row.updated_at = now
-        session.add(row)
-        session.commit()
-        return action
+            conn.execute(jobs.insert(), {**_column_values(row), **values})
+            return "inserted"
+        # The records column itself, not an IS NULL test: JSON null and SQL NULL both mean none.
+        run_id, status, records = current
+        same_run = run_id is None or run_id == update.run_id
+        if same_run and status in TERMINAL_STATUSES:
+            if update.status not in TERMINAL_STATUSES:
+                return "skipped"
+            if update.metadata is None and records is not None:
+                # An observer (the gateway reading Temporal) knows the end but not the
+                # records; the interpreter's final write already said more.
+                return "skipped"
+        conn.execute(jobs.update().where(jobs.c.job_id == update.job_id).values(values))
+        return "updated"
+
+
+def _mirror_values(update: MirrorUpdate, now: datetime) -> dict[str, Any]:
+    """{column: value} an upsert writes; a column left out keeps what the row has."""
+    values: dict[str, Any] = {"status": update.status, "updated_at": now}
+    if update.run_id:
+        values["run_id"] = update.run_id
+    started_at = parse_time(update.started_at)
+    if started_at is not None:
+        values["started_at"] = started_at
+    if update.status in TERMINAL_STATUSES or update.waiting is False:
+        values["waiting_since"] = None
+    elif update.waiting:
+        values["waiting_since"] = parse_time(update.waiting_since) or now
+    if update.status in TERMINAL_STATUSES:
+        # Outputs come from LLMs and upstream services: store what every database accepts.
+        values.update(
+            completed_at=parse_time(update.completed_at) or now,
+            output=sanitized(update.output),
+            error=sanitized(update.error),
+            metadata=sanitized(update.metadata),
+        )
+    else:
+        # A running job has no result yet, also after a reset of one that had.
+        values.update(completed_at=None, output=None, error=None, metadata=None)
+    return values
 
 
 @dataclass(frozen=True)

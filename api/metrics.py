@@ -269,7 +269,7 @@ class _WithoutCreated:
 def record_job_submitted(
     registry: MetricsRegistry | None, workflow_name: str, kind: str = "submit"
 ) -> None:
-    """Count a job the gateway started (`kind` submit or rerun). Call it after the catalog
+    """Count a job the gateway started (`kind` submit, rerun or fork). Call it after the catalog
     accepted `workflow_name` (the label stays bounded by the shipped workflows), and not for
     idempotent replays."""
     if registry is not None:

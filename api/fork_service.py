@@ -26,7 +26,7 @@ from api.fork_view import fork_info
 from api.job_service import Conflict, NotFound, ServiceUnavailable, job_id_for
 from api.rerun_service import carried_webhook, original_input
 from api.temporal_link import TemporalLink
-from core import db
+from core import db, json_safety
 from core.contracts import TERMINAL_STATUSES, InterpreterInput, ResolvedDefinition, RunOptions
 from core.models import Job, utcnow
 from core.redaction import redact
@@ -158,6 +158,10 @@ async def fork_job(
 ) -> tuple[ForkAccepted, bool]:
     """(the new job and its plan, whether an earlier request with the same Idempotency-Key
     already made it). Raises NotFound, Conflict, PlanError (→ 422), ServiceUnavailable."""
+    unstorable = json_safety.problems(body.model_dump())
+    if unstorable:
+        path, message = unstorable[0]
+        raise PlanError([str(p) for p in path], message)
     row = await asyncio.to_thread(db.get_job, engine, job_id)
     if row is None or not caller.owns(row.owner):
         raise NotFound(f"job {job_id!r} not found")

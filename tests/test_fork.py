@@ -275,6 +275,10 @@ async def test_bad_forks_are_refused_naming_the_field(
             (("step_overrides", "nope"), {"step_overrides": {"nope": {"config": {}}}}),
             (("step_overrides", "b"), {"step_overrides": {"b": {"config": {"max_tokens": "x"}}}}),
             (("definition", "version"), {"definition": {"version": "9.9.9"}}),
+            (
+                ("output_overrides", "a", "content"),
+                {"output_overrides": {"a": {"content": "\u0000"}}},
+            ),
         ]
         refused = [
             (loc, await api.post(f"/api/v1/jobs/{job}/fork", json=body)) for loc, body in bad

@@ -21,6 +21,7 @@ from tests import harness
 from tests.api_server import gateway
 from tests.fakes.http_server import FakeHTTPServer
 from tests.test_api_jobs import poll
+from tests.test_cli_run import llmflow
 from tests.test_control_flow import CHAT, REPO_DEFS, FakeLLM, llm
 
 PROMPT_A2 = "echo: A2-${steps.a.content}"
@@ -306,3 +307,37 @@ async def test_a_fork_of_a_running_job_is_409(
         resp = await api.post(f"/api/v1/jobs/{job_id}/fork", json={"input_patch": {"a": 2}})
         await api.post(f"/api/v1/jobs/{job_id}/cancel")
     assert resp.status_code == 409 and "still queued" in resp.text
+
+
+async def test_llmflow_jobs_fork_prints_the_new_job_and_its_plan(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    plain = settings.model_copy(update={"redis_url": None, "llm_default_provider": "mock"})
+    async with harness.running_worker(temporal_client, plain, engine):
+        code, out, err = await llmflow(
+            plain, "run", "quickstart", "--input", '{"topic": "tables"}', "--wait", "--json"
+        )
+        assert code == 0, err
+        parent = json.loads(out)["job_id"]
+        forked = await llmflow(
+            plain,
+            "jobs",
+            "fork",
+            parent,
+            "--input-patch",
+            '{"audience": "a child"}',
+            "--output-override",
+            'bullet_text="one point"',
+            "--reason",
+            "simpler words",
+        )
+        refused = await llmflow(plain, "jobs", "fork", parent, "--output-override", "nope=1")
+        child_id = forked[1].strip()
+        async with gateway(plain, engine=engine, temporal_client=temporal_client) as api:
+            child = await poll(api, child_id)
+    assert forked[0] == 0, forked[2]
+    assert "explain: rerun (reads ${input.audience}, which input_patch changed)" in forked[2]
+    assert "bullet_text: overridden" in forked[2] and "summary: rerun" in forked[2]
+    assert child["status"] == "completed" and child["output"]["summary"].endswith("• one point")
+    assert child["fork"]["parent"] == parent and child["fork"]["reason"] == "simpler words"
+    assert refused[0] == 2 and "output_overrides.nope: no top-level step 'nope'" in refused[2]

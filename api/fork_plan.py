@@ -207,10 +207,6 @@ def plan_fork(
             plan.set(sid, "rerun", f"after from_step {start.text!r}")  # type: ignore[union-attr]
             known.rerun.add(sid)
             continue
-        if index == start_index and start is not None and start.item is None:
-            plan.set(sid, "rerun", "from_step")
-            known.rerun.add(sid)
-            continue
         reasons = _reasons_to_rerun(
             step,
             prompts,
@@ -220,7 +216,11 @@ def plan_fork(
             known,
             overridden_config=sid in step_overrides,
         )
-        if index == start_index and start is not None:
+        if index == start_index and start is not None and start.item is None:
+            # It runs again anyway; what else changed for it is still worth saying.
+            plan.set(sid, "rerun", "; ".join(["from_step", *_edits(reasons)]))
+            known.rerun.add(sid)
+        elif index == start_index and start is not None:
             _plan_items(plan, step, top.get(sid), start, reasons)
             known.rerun.add(sid)
         elif reasons:
@@ -230,6 +230,11 @@ def plan_fork(
             plan.set(sid, "reused", "its references and definition are unchanged")
             plan.reuse_steps[sid] = top[sid].get("output")
     return plan
+
+
+def _edits(reasons: list[str]) -> list[str]:
+    """The reasons that come from the request's edits (not from the parent's records)."""
+    return [r for r in reasons if "parent run" not in r]
 
 
 def _reasons_to_rerun(

@@ -341,3 +341,75 @@ async def test_llmflow_jobs_fork_prints_the_new_job_and_its_plan(
     assert child["status"] == "completed" and child["output"]["summary"].endswith("• one point")
     assert child["fork"]["parent"] == parent and child["fork"]["reason"] == "simpler words"
     assert refused[0] == 2 and "output_overrides.nope: no top-level step 'nope'" in refused[2]
+
+
+# The fork docs/dsl.md and the README show, on the shipped emergency_contacts with no keys (the
+# services answer with samples, the mock provider stands in for the model).
+CONTACTS_RUN = {
+    "workflow_name": "emergency_contacts",
+    "workflow_version": "3.0.0",
+    "input_data": {
+        "city": "Oakland",
+        "state": "CA",
+        "lat": 37.8,
+        "lng": -122.27,
+        "family_size": 3,
+        "static_contacts": ["Neighbour Ana: 555-0101"],
+    },
+}
+CONTACTS_FORK = {
+    "from_step": "generate_contacts",
+    "input_patch": {"family_size": 6},
+    "definition": "original",
+    "step_overrides": {
+        "generate_contacts": {"config": {"model": "anthropic/claude-3-5-haiku", "temperature": 0}}
+    },
+    "output_overrides": {"fetch_weather": {"data": {"current": {"temp_c": 30}}}},
+    "reason": "try a cheaper model",
+}
+
+
+async def test_the_documented_emergency_contacts_fork(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    offline = settings.model_copy(
+        update={
+            "environment": "development",
+            "weatherapi_api_key": None,
+            "google_services_api_key": None,
+            "openrouter_api_key": None,
+            "llm_default_provider": "mock",
+        }
+    )
+    async with harness.running_worker(temporal_client, offline, engine):
+        async with gateway(offline, engine=engine, temporal_client=temporal_client) as api:
+            parent_id = (await api.post("/api/v1/jobs", json=CONTACTS_RUN)).json()["job_id"]
+            parent = await poll(api, parent_id)
+            answer = await api.post(f"/api/v1/jobs/{parent_id}/fork", json=CONTACTS_FORK)
+            child = await poll(api, answer.json()["job_id"])
+            compared = (await api.get(f"/api/v1/jobs/{parent_id}/compare/{child['job_id']}")).json()
+    assert parent["status"] == "completed" and answer.status_code == 202, answer.text
+    assert {sid: s["action"] for sid, s in answer.json()["fork"]["steps"].items()} == {
+        "fetch_weather": "overridden",
+        "fetch_hospitals": "reused",
+        "fetch_police": "reused",
+        "fetch_fire_stations": "reused",
+        "format_places_data": "reused",
+        "list_static_contacts": "reused",
+        "static_contacts_text": "reused",
+        "generate_contacts": "rerun",
+        "parse_contacts": "rerun",
+    }
+    assert child["status"] == "completed"
+    steps = {s["id"]: s for s in child["metadata"]["steps"]}
+    assert "for 6 people" in steps["generate_contacts"]["output"]["content"]
+    assert steps["generate_contacts"]["output"]["model"] == "anthropic/claude-3-5-haiku"
+    assert child["output"]["contacts"] == parent["output"]["contacts"]
+    changed = {s["path"] for s in compared["steps"] if s["output_changed"]}
+    assert changed == {"fetch_weather", "generate_contacts", "parse_contacts"}
+    why = answer.json()["fork"]["steps"]["generate_contacts"]["why"]
+    assert why.startswith("from_step; step_overrides changed it (config hash "), why
+    assert why.endswith(
+        "; reads ${input.family_size}, which input_patch changed"
+        "; reads ${steps.fetch_weather.data}, which output_overrides changed"
+    ), why

@@ -185,51 +185,100 @@ def plan_fork(
 ) -> ForkPlan:
     """`steps`/`prompts`: what the fork runs; `parent_*`: what the parent ran; `records`: the
     parent's step records (job metadata)."""
-    plan = ForkPlan()
-    parent_by_id = {s["id"]: s for s in parent_steps}
     top = {r["id"]: r for r in records if isinstance(r, dict) and r.get("parent") is None}
-    known = _Known(
-        parent_input,
-        new_input,
-        {sid: r.get("output") for sid, r in top.items()},
-        output_overrides,
-        {inner: s["id"] for s in steps for inner in inner_ids(s)},
-    )
-    ids = [s["id"] for s in steps]
-    start_index = ids.index(start.step) if start else len(ids)
-    for index, step in enumerate(steps):
-        sid = step["id"]
-        if sid in output_overrides:
-            plan.set(sid, "overridden", "output_overrides gives its output; not run")
-            plan.reuse_steps[sid] = output_overrides[sid]
-            continue
-        if index > start_index:
-            plan.set(sid, "rerun", f"after from_step {start.text!r}")  # type: ignore[union-attr]
-            known.rerun.add(sid)
-            continue
-        reasons = _reasons_to_rerun(
-            step,
-            prompts,
-            parent_by_id.get(sid),
-            parent_prompts,
-            top.get(sid),
-            known,
-            overridden_config=sid in step_overrides,
+    parent_by_id = {s["id"]: s for s in parent_steps}
+    forced: dict[str, str] = {}
+    while True:
+        known = _Known(
+            parent_input,
+            new_input,
+            {sid: r.get("output") for sid, r in top.items()},
+            output_overrides,
+            {inner: s["id"] for s in steps for inner in inner_ids(s)},
         )
-        if index == start_index and start is not None and start.item is None:
-            # It runs again anyway; what else changed for it is still worth saying.
-            plan.set(sid, "rerun", "; ".join(["from_step", *_edits(reasons)]))
-            known.rerun.add(sid)
-        elif index == start_index and start is not None:
-            _plan_items(plan, step, top.get(sid), start, reasons)
-            known.rerun.add(sid)
-        elif reasons:
-            plan.set(sid, "rerun", "; ".join(reasons))
-            known.rerun.add(sid)
-        else:
-            plan.set(sid, "reused", "its references and definition are unchanged")
-            plan.reuse_steps[sid] = top[sid].get("output")
-    return plan
+        plan = ForkPlan()
+        for index, step in enumerate(steps):
+            sid = step["id"]
+            why = _reasons_to_rerun(
+                step,
+                prompts,
+                parent_by_id.get(sid),
+                parent_prompts,
+                top.get(sid),
+                known,
+                overridden_config=sid in step_overrides,
+            )
+            if sid in forced:
+                why.insert(0, forced[sid])
+            _plan_step(plan, known, index, step, steps, start, why, top.get(sid))
+        more = _parallels_to_rerun(plan, steps, prompts, known)
+        if not more.keys() - forced.keys():
+            return plan
+        forced.update(more)
+
+
+def _plan_step(
+    plan: ForkPlan,
+    known: _Known,
+    index: int,
+    step: dict[str, Any],
+    steps: list[dict[str, Any]],
+    start: StartAt | None,
+    why: list[str],
+    record: dict[str, Any] | None,
+) -> None:
+    sid = step["id"]
+    start_index = [s["id"] for s in steps].index(start.step) if start else len(steps)
+    if sid in known.output_overrides:
+        plan.set(sid, "overridden", "output_overrides gives its output; not run")
+        plan.reuse_steps[sid] = known.output_overrides[sid]
+        return
+    if start is not None and index > start_index:
+        plan.set(sid, "rerun", f"after from_step {start.text!r}")
+        known.rerun.add(sid)
+        return
+    if start is not None and index == start_index and start.item is None:
+        # It runs again anyway; what else changed for it is still worth saying.
+        plan.set(sid, "rerun", "; ".join(["from_step", *_edits(why)]))
+        known.rerun.add(sid)
+    elif start is not None and index == start_index:
+        _plan_items(plan, step, record, start, why)
+        known.rerun.add(sid)
+    elif why:
+        plan.set(sid, "rerun", "; ".join(why))
+        known.rerun.add(sid)
+    else:
+        plan.set(sid, "reused", "its references and definition are unchanged")
+        plan.reuse_steps[sid] = (record or {}).get("output")
+
+
+def _parallels_to_rerun(
+    plan: ForkPlan, steps: list[dict[str, Any]], prompts: dict[str, str], known: _Known
+) -> dict[str, str]:
+    """A parallel's branch steps stay referable by id after it, but a reused (or overridden)
+    parallel keeps only its branches' outputs: when a step that runs again reads one of its
+    branch steps, the parallel must run again too."""
+    needed: dict[str, str] = {}
+    for step in steps:
+        if step["id"] not in known.rerun:
+            continue
+        for raw, path in references(step, prompts):
+            if path[0] != "steps" or len(path) < 2 or not isinstance(path[1], str):
+                continue
+            holder = known.holder.get(path[1])
+            if holder is None or holder == step["id"]:
+                continue
+            if holder in known.output_overrides:
+                raise PlanError(
+                    ["output_overrides", holder],
+                    f"{step['id']!r} runs again and reads {raw}, a step inside {holder!r}; "
+                    f"an overridden {holder!r} has no inner step outputs to give",
+                )
+            if plan.steps.get(holder, {}).get("action") == "reused":
+                needed.setdefault(
+                    holder, f"{step['id']!r} runs again and reads {raw}, a step inside it"
+                )
+    return needed
 
 
 def _edits(reasons: list[str]) -> list[str]:

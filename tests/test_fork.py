@@ -369,10 +369,8 @@ CONTACTS_FORK = {
 }
 
 
-async def test_the_documented_emergency_contacts_fork(
-    temporal_client: Client, settings: Settings, engine: Engine
-) -> None:
-    offline = settings.model_copy(
+def no_keys(settings: Settings) -> Settings:
+    return settings.model_copy(
         update={
             "environment": "development",
             "weatherapi_api_key": None,
@@ -381,6 +379,12 @@ async def test_the_documented_emergency_contacts_fork(
             "llm_default_provider": "mock",
         }
     )
+
+
+async def test_the_documented_emergency_contacts_fork(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    offline = no_keys(settings)
     async with harness.running_worker(temporal_client, offline, engine):
         async with gateway(offline, engine=engine, temporal_client=temporal_client) as api:
             parent_id = (await api.post("/api/v1/jobs", json=CONTACTS_RUN)).json()["job_id"]
@@ -413,3 +417,26 @@ async def test_the_documented_emergency_contacts_fork(
         "; reads ${input.family_size}, which input_patch changed"
         "; reads ${steps.fetch_weather.data}, which output_overrides changed"
     ), why
+
+
+async def test_a_fork_after_a_parallel_whose_branch_steps_it_reads_runs_the_parallel_again(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    """3.1.0 fetches in one `parallel` (gather); format_places_data reads its branch steps by
+    id, which a reused parallel would not give back: the plan runs gather again."""
+    offline = no_keys(settings)
+    run = {**CONTACTS_RUN, "workflow_version": "3.1.0"}
+    async with harness.running_worker(temporal_client, offline, engine):
+        async with gateway(offline, engine=engine, temporal_client=temporal_client) as api:
+            parent = await poll(api, (await api.post("/api/v1/jobs", json=run)).json()["job_id"])
+            answer = await api.post(
+                f"/api/v1/jobs/{parent['job_id']}/fork", json={"from_step": "format_places_data"}
+            )
+            child = await poll(api, answer.json()["job_id"])
+    steps = answer.json()["fork"]["steps"]
+    assert steps["gather"]["action"] == "rerun"
+    assert "reads ${steps.fetch_hospitals.data.results}, a step inside it" in steps["gather"]["why"]
+    assert child["status"] == "completed"
+    records = {s["id"]: s["output"] for s in child["metadata"]["steps"]}
+    parents = {s["id"]: s["output"] for s in parent["metadata"]["steps"]}
+    assert records["format_places_data"] == parents["format_places_data"]

@@ -156,3 +156,37 @@ def test_merge_patch_follows_rfc_7386() -> None:
     patch = {"a": {"b": None, "z": 3}, "d": [3], "e": None, "f": {"g": None}}
     assert merge_patch(target, patch) == {"a": {"c": 2, "z": 3}, "d": [3], "f": {}}
     assert target["a"] == {"b": 1, "c": 2}  # the original is left as it was
+
+
+GATHER = {
+    "id": "gather",
+    "type": "parallel",
+    "config": {"branches": {"w": [step("weather", input="${input.city}")], "p": [step("pl")]}},
+}
+READER = step("sheet", input="${steps.weather.output}")
+
+
+def test_a_step_that_runs_again_and_reads_inside_a_parallel_runs_the_parallel_again() -> None:
+    records = [done("gather", {"w": 1, "p": 2}), done("sheet", "s")]
+    p = plan(
+        parent_steps=[GATHER, READER],
+        steps=[GATHER, READER],
+        records=records,
+        start=StartAt("sheet", "sheet"),
+    )
+    # The parallel's own output keeps only its branches' last outputs, not `weather`'s view.
+    assert acts(p) == {"gather": "rerun", "sheet": "rerun"}
+    assert p.steps["gather"]["why"] == (
+        "'sheet' runs again and reads ${steps.weather.output}, a step inside it"
+    )
+    with pytest.raises(PlanError) as caught:
+        plan(
+            parent_steps=[GATHER, READER],
+            steps=[GATHER, READER],
+            records=records,
+            start=StartAt("sheet", "sheet"),
+            output_overrides={"gather": {"w": 1}},
+        )
+    assert caught.value.loc == ["output_overrides", "gather"]
+    untouched = plan(parent_steps=[GATHER, READER], steps=[GATHER, READER], records=records)
+    assert set(acts(untouched).values()) == {"reused"}

@@ -6,7 +6,7 @@ each counts its own):
 - `llmflow_http_requests_total{method, route, status}` and the histogram
   `llmflow_http_request_duration_seconds{method, route}`, recorded by `MetricsMiddleware` and
   labelled with the matched route template, so ids in paths don't create series;
-- `llmflow_jobs_submitted_total{workflow_name, kind}`: jobs started, `kind` submit or rerun;
+- `llmflow_jobs_submitted_total{workflow_name, kind}`: jobs started, `kind` submit, rerun or fork;
 - `llmflow_approvals_total{outcome}`: approval steps decided (approved, rejected) and events
   delivered to `wait_for_event` steps (event).
 

@@ -23,6 +23,7 @@ from tests.fakes.http_server import FakeHTTPServer
 from tests.test_api_jobs import poll
 from tests.test_cli_run import llmflow
 from tests.test_control_flow import CHAT, REPO_DEFS, FakeLLM, llm
+from tests.test_key_ownership import ALICE, BOB, OPS, keyed
 
 PROMPT_A2 = "echo: A2-${steps.a.content}"
 
@@ -440,3 +441,39 @@ async def test_a_fork_after_a_parallel_whose_branch_steps_it_reads_runs_the_para
     records = {s["id"]: s["output"] for s in child["metadata"]["steps"]}
     parents = {s["id"]: s["output"] for s in parent["metadata"]["steps"]}
     assert records["format_places_data"] == parents["format_places_data"]
+
+
+async def test_forks_follow_key_ownership_and_idempotency_keys(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    cfg = keyed(settings).model_copy(update={"llm_default_provider": "mock"})
+    quick = {"workflow_name": "quickstart", "input_data": {"topic": "owners"}}
+    async with harness.running_worker(temporal_client, cfg, engine):
+        async with gateway(cfg, engine=engine, temporal_client=temporal_client) as api:
+            job = (await api.post("/api/v1/jobs", json=quick, headers=ALICE)).json()["job_id"]
+            await poll(api, job, headers=ALICE)
+            bobs = (await api.post("/api/v1/jobs", json=quick, headers=BOB)).json()["job_id"]
+            await poll(api, bobs, headers=BOB)
+            by_bob = await api.post(f"/api/v1/jobs/{job}/fork", json={}, headers=BOB)
+            key = {**ALICE, "Idempotency-Key": "fork-once"}
+            once = await api.post(f"/api/v1/jobs/{job}/fork", json={}, headers=key)
+            again = await api.post(f"/api/v1/jobs/{job}/fork", json={}, headers=key)
+            await poll(api, once.json()["job_id"], headers=ALICE)
+            by_ops = await api.post(f"/api/v1/jobs/{job}/fork", json={}, headers=OPS)
+            await poll(api, by_ops.json()["job_id"], headers=OPS)
+            alice_sees = (await api.get(f"/api/v1/jobs/{job}/forks", headers=ALICE)).json()
+            ops_sees = (await api.get(f"/api/v1/jobs/{job}/forks", headers=OPS)).json()
+            bob_lists = await api.get(f"/api/v1/jobs/{job}/forks", headers=BOB)
+            bob_compares = await api.get(f"/api/v1/jobs/{bobs}/compare/{job}", headers=BOB)
+    assert by_bob.status_code == 404  # another key's job is no job at all
+    assert once.status_code == 202 and again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert once.json()["job_id"] == again.json()["job_id"]
+    assert again.json()["fork"] == once.json()["fork"]
+    assert set(actions(once.json()).values()) == {"reused"}  # no edit: nothing runs again
+    assert [f["job_id"] for f in alice_sees["items"]] == [once.json()["job_id"]]
+    assert [f["job_id"] for f in ops_sees["items"]] == [
+        once.json()["job_id"],
+        by_ops.json()["job_id"],
+    ]
+    assert bob_lists.status_code == 404 and bob_compares.status_code == 404

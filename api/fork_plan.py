@@ -349,8 +349,11 @@ def _plan_items(
     """A fork from `foreach[k]…`: items before k keep the parent's outputs, unless the foreach
     itself must run again (then every item does)."""
     sid, k = step["id"], start.item or 0
-    if reasons:
-        plan.set(sid, "rerun", "every item runs again: " + "; ".join(reasons))
+    # A foreach that failed in the parent still kept its completed items (a redrive): only
+    # an edit that reaches the foreach itself makes every item run again.
+    edits = _edits(reasons)
+    if edits:
+        plan.set(sid, "rerun", "every item runs again: " + "; ".join(edits))
         return
     outputs = _item_outputs(step, record)
     if outputs is None:
@@ -370,9 +373,8 @@ def _plan_items(
             "in the parent run; fork from an earlier item",
         )
     plan.reuse_items[sid] = kept
-    plan.set(
-        sid, "rerun", f"items from {k} run again; items 0-{k - 1} reused" if k else "from_step"
-    )
+    kept_text = "item 0" if k == 1 else f"items 0-{k - 1}"
+    plan.set(sid, "rerun", f"items from {k} run again; {kept_text} reused" if k else "from_step")
 
 
 def _item_outputs(step: dict[str, Any], record: dict[str, Any] | None) -> dict[int, Any] | None:

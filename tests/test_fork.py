@@ -247,7 +247,7 @@ async def test_a_fork_from_a_foreach_item_reruns_only_the_items_from_there(
     assert accepted["fork"]["from_step"] == "enrich[1].summarize"
     assert accepted["fork"]["steps"]["enrich"] == {
         "action": "rerun",
-        "why": "items from 1 run again; items 0-0 reused",
+        "why": "items from 1 run again; item 0 reused",
     }
     assert {sid for sid, a in actions(accepted).items() if a == "reused"} == {
         "a",

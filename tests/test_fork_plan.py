@@ -142,6 +142,27 @@ def test_a_foreach_item_path_keeps_the_items_before_it() -> None:
     assert moved.steps["enrich"]["why"].startswith("every item runs again: reads ${input.items}")
 
 
+def test_a_failed_foreach_keeps_its_completed_items_for_a_fork_from_an_item() -> None:
+    failed = {
+        "id": "enrich",
+        "path": "enrich",
+        "status": "failed",
+        "summary": {"item_outputs": {"0": "A", "1": "B"}},
+    }
+    start = parse_start("enrich[2]", [FOREACH])
+    p = plan(parent_steps=[FOREACH], steps=[FOREACH], records=[failed], start=start)
+    assert p.reuse_items == {"enrich": {"0": "A", "1": "B"}}
+    assert p.steps["enrich"]["why"] == "items from 2 run again; items 0-1 reused"
+    with pytest.raises(PlanError, match=r"item\(s\) 1 before 3 have no recorded output"):
+        failed_early = {**failed, "summary": {"item_outputs": {"0": "A", "2": "C"}}}
+        plan(
+            parent_steps=[FOREACH],
+            steps=[FOREACH],
+            records=[failed_early],
+            start=parse_start("enrich[3]", [FOREACH]),
+        )
+
+
 @pytest.mark.parametrize(
     "text", ["nope", "summarize", "enrich[x]", "enrich[1].nope", "enrich[-1]", "a b"]
 )

@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import Caller
 from api.fork_plan import PlanError, StartAt, inner_ids, parse_start, plan_fork
@@ -59,9 +60,8 @@ def chosen_definition(
     version = body.definition.version if isinstance(body.definition, DefinitionVersion) else None
     loaded = catalog.definitions.get(original.name, version)
     if loaded is None:
-        raise PlanError(
-            ["definition", "version"], catalog.definitions.not_found(original.name, version)
-        )
+        loc = ["definition", "version"] if version else ["definition"]
+        raise PlanError(loc, catalog.definitions.not_found(original.name, version))
     return catalog.snapshot(loaded)
 
 
@@ -100,7 +100,9 @@ def overridden_definition(
             )
         if "id" in patch and patch["id"] != step_id:
             raise PlanError(["step_overrides", step_id, "id"], "a step's id can't be overridden")
-        step.update(merge_patch(step, patch))
+        merged = merge_patch(step, patch)
+        step.clear()  # in place: the step sits in its block's list; null removed a field
+        step.update(merged)
     try:
         loaded = validate_definition(
             data,
@@ -226,7 +228,11 @@ async def fork_job(
         created_at=now,
         updated_at=now,
     )
-    await asyncio.to_thread(db.insert_job, engine, new_row, secret)
+    try:
+        await asyncio.to_thread(db.insert_job, engine, new_row, secret)
+    except SQLAlchemyError as exc:
+        # The link to the parent and the plan live only in the row: no row, no fork.
+        raise ServiceUnavailable("database unavailable; the fork was not started") from exc
     inp = InterpreterInput(
         job_id=new_id,
         definition=snapshot,

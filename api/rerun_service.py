@@ -20,7 +20,7 @@ from api.job_service import BadField, Conflict, NotFound, ServiceUnavailable, jo
 from api.schemas import JobAccepted
 from api.temporal_link import TemporalLink, TemporalUnavailable
 from core import db
-from core.contracts import TERMINAL_STATUSES, InterpreterInput, RunOptions
+from core.contracts import TERMINAL_STATUSES, InterpreterInput, RunOptions, WebhookTarget
 from core.models import Job, JobSecret, utcnow
 from core.secret_box import SecretBox
 from core.settings import Settings
@@ -92,6 +92,26 @@ def reusable_items(row: Job, from_step: str | None) -> dict[str, dict[str, objec
     return {}
 
 
+async def carried_webhook(
+    settings: Settings, engine: Engine, original: InterpreterInput, job_id: str, new_id: str
+) -> tuple[WebhookTarget | None, JobSecret | None]:
+    """The original's completion webhook for a job made from it (rerun, fork), with its own
+    copy of the original's secret."""
+    webhook = original.webhook
+    if webhook is None or webhook.secret_ref != f"job:{job_id}":
+        return webhook, None
+    stored = await asyncio.to_thread(db.get_job_secret, engine, job_id)
+    if not stored:
+        # Deleted once the original's completion delivery ended. Signing with any other
+        # secret would only fail the receiver's check for a day, so the new job sends none.
+        return None, None
+    sealed = SecretBox.from_settings(settings).reseal(stored)
+    return (
+        webhook.model_copy(update={"secret_ref": f"job:{new_id}"}),
+        JobSecret(job_id=new_id, webhook_secret=sealed),
+    )
+
+
 async def rerun_job(
     job_id: str,
     from_step: str | None,
@@ -120,18 +140,7 @@ async def rerun_job(
     reuse = reusable_outputs(definition, row, from_step)
     items = reusable_items(row, from_step)
 
-    webhook = original.webhook
-    secret = None
-    if webhook is not None and webhook.secret_ref == f"job:{job_id}":
-        stored = await asyncio.to_thread(db.get_job_secret, engine, job_id)
-        if stored:
-            sealed = SecretBox.from_settings(settings).reseal(stored)
-            secret = JobSecret(job_id=new_id, webhook_secret=sealed)
-            webhook = webhook.model_copy(update={"secret_ref": f"job:{new_id}"})
-        else:
-            # Deleted once the original's completion delivery ended. Signing with any other
-            # secret would only fail the receiver's check for a day, so the rerun sends none.
-            webhook = None
+    webhook, secret = await carried_webhook(settings, engine, original, job_id, new_id)
     now = utcnow()
     await asyncio.to_thread(
         db.insert_job,

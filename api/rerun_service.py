@@ -26,6 +26,7 @@ from core.secret_box import SecretBox
 from core.settings import Settings
 from core.temporal import start_job
 from workflow_defs.schema import WorkflowDefinition
+from workflow_defs.tree import exported_ids
 
 
 async def original_input(temporal: TemporalLink, job_id: str) -> InterpreterInput:
@@ -76,6 +77,26 @@ def reusable_outputs(
             )
         reused[step_id] = record.get("output")
     return reused
+
+
+def reusable_exports(
+    definition: WorkflowDefinition, row: Job, reused: dict[str, object]
+) -> dict[str, object]:
+    """The recorded outputs of the branch steps of each reused parallel (referable by id after
+    it, so the new run must have them too)."""
+    exported = {
+        inner: step.id
+        for step in definition.steps
+        if step.id in reused
+        for inner in exported_ids(step)
+    }
+    return {
+        r["id"]: r.get("output")
+        for r in (row.job_metadata or {}).get("steps", [])
+        if isinstance(r, dict)
+        and exported.get(str(r.get("id"))) == r.get("parent")
+        and r.get("status") == "completed"
+    }
 
 
 def reusable_items(row: Job, from_step: str | None) -> dict[str, dict[str, object]]:
@@ -138,6 +159,7 @@ async def rerun_job(
     original = await original_input(temporal, job_id)
     definition = WorkflowDefinition.model_validate(original.definition.definition)
     reuse = reusable_outputs(definition, row, from_step)
+    exports = reusable_exports(definition, row, reuse)
     items = reusable_items(row, from_step)
 
     webhook, secret = await carried_webhook(settings, engine, original, job_id, new_id)
@@ -168,7 +190,7 @@ async def rerun_job(
         definition=original.definition,
         input_data=original.input_data,
         webhook=webhook,
-        options=RunOptions(reuse_steps=reuse, reuse_items=items),
+        options=RunOptions(reuse_steps=reuse, reuse_exported=exports, reuse_items=items),
         labels=original.labels,
     )
     try:

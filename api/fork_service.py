@@ -25,7 +25,7 @@ from api.fork_plan import PlanError, StartAt, inner_ids, parse_start, plan_fork
 from api.fork_schemas import DefinitionVersion, ForkAccepted, ForkRequest
 from api.fork_view import fork_info
 from api.job_service import Conflict, NotFound, ServiceUnavailable, job_id_for
-from api.rerun_service import carried_webhook, original_input
+from api.rerun_service import carried_webhook, derived_row, original_input
 from api.temporal_link import TemporalLink
 from core import db, json_safety
 from core.contracts import TERMINAL_STATUSES, InterpreterInput, ResolvedDefinition, RunOptions
@@ -207,26 +207,18 @@ async def fork_job(
     )
 
     webhook, secret = await carried_webhook(settings, engine, original, job_id, new_id)
-    now = utcnow()
-    new_row = Job(
-        job_id=new_id,
+    new_row = derived_row(
+        row,
+        new_id,
+        caller,
+        webhook is not None,
         workflow_name=snapshot.name,
         workflow_version=snapshot.version,
-        status="queued",
         input_data=redact(new_input, truncate=False),
-        webhook_url=row.webhook_url if webhook is not None else None,
-        owner=caller.name,
-        user_id=row.user_id,
-        username=row.username,
-        action=row.action,
-        priority=row.priority,
-        debug_mode=row.debug_mode,
         fork_of=job_id,
         forked_from_step=_start_text(start),
         fork_reason=body.reason,
         fork_plan={"definition_version": snapshot.version, "steps": plan.steps},
-        created_at=now,
-        updated_at=now,
     )
     try:
         await asyncio.to_thread(db.insert_job, engine, new_row, secret)

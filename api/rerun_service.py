@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from temporalio.service import RPCError, RPCStatusCode
@@ -133,6 +134,29 @@ async def carried_webhook(
     )
 
 
+def derived_row(row: Job, new_id: str, caller: Caller, webhook: bool, **fields: Any) -> Job:
+    """The queued row of a job made from `row` (a rerun, a fork): its labels, the caller as
+    owner; `fields` set or replace columns (a fork's input and links)."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "job_id": new_id,
+        "workflow_name": row.workflow_name,
+        "workflow_version": row.workflow_version,
+        "status": "queued",
+        "input_data": row.input_data,
+        "webhook_url": row.webhook_url if webhook else None,
+        "owner": caller.name,
+        "user_id": row.user_id,
+        "username": row.username,
+        "action": row.action,
+        "priority": row.priority,
+        "debug_mode": row.debug_mode,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return Job(**{**values, **fields})
+
+
 async def rerun_job(
     job_id: str,
     from_step: str | None,
@@ -163,28 +187,8 @@ async def rerun_job(
     items = reusable_items(row, from_step)
 
     webhook, secret = await carried_webhook(settings, engine, original, job_id, new_id)
-    now = utcnow()
-    await asyncio.to_thread(
-        db.insert_job,
-        engine,
-        Job(
-            job_id=new_id,
-            workflow_name=row.workflow_name,
-            workflow_version=row.workflow_version,
-            status="queued",
-            input_data=row.input_data,
-            webhook_url=row.webhook_url if webhook is not None else None,
-            owner=caller.name,
-            user_id=row.user_id,
-            username=row.username,
-            action=row.action,
-            priority=row.priority,
-            debug_mode=row.debug_mode,
-            created_at=now,
-            updated_at=now,
-        ),
-        secret,
-    )
+    new_row = derived_row(row, new_id, caller, webhook is not None)
+    await asyncio.to_thread(db.insert_job, engine, new_row, secret)
     inp = InterpreterInput(
         job_id=new_id,
         definition=original.definition,
@@ -207,7 +211,7 @@ async def rerun_job(
             f"could not start the rerun in Temporal: {type(exc).__name__}"
         ) from exc
     redriven = [f"{step}[{i}]" for step, outputs in items.items() for i in outputs]
-    return _accepted(row, now, new_id), [*reuse, *redriven], False
+    return _accepted(row, new_row.created_at, new_id), [*reuse, *redriven], False
 
 
 def _accepted(row: Job, created: datetime, job_id: str | None = None) -> JobAccepted:

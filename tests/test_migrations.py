@@ -8,6 +8,7 @@ dropped here (the shared test database is never touched)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -23,7 +24,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine, make_url
 
 from core import db, schema_migrations
-from core.cli import main
+from core.cli.main import main
 from core.models import Alert, Job
 from core.settings import get_settings
 
@@ -376,3 +377,85 @@ def test_cli_db_current_and_upgrade(
     assert capsys.readouterr().out.strip() == f"already at {head} (head)"
     assert _cli(monkeypatch, engine, "current") == 0
     assert capsys.readouterr().out.strip() == f"{head} (head)"
+
+
+def _refusal(revision: str) -> str:
+    return (
+        f"database schema is at revision {revision}, this release needs "
+        f"{schema_migrations.HEAD_REVISION}; DATABASE_AUTO_MIGRATE=false, so run "
+        "`llmflow db upgrade` first"
+    )
+
+
+def test_without_auto_migrate_a_start_changes_nothing_and_refuses_behind_head(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(schema_migrations.SchemaNotAtHead) as empty:
+        db.create_tables(engine, auto_migrate=False)
+    assert str(empty.value) == _refusal("none (no alembic_version table)")
+    assert sa.inspect(engine).get_table_names() == []
+
+    _upgrade_to(engine, schema_migrations.BASE_REVISION)
+    with pytest.raises(schema_migrations.SchemaNotAtHead) as behind:
+        db.create_tables(engine, auto_migrate=False)
+    assert str(behind.value) == _refusal(schema_migrations.BASE_REVISION)
+    assert schema_migrations.current(engine) == schema_migrations.BASE_REVISION
+
+    db.create_tables(engine)  # what `llmflow db upgrade` does
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        db.create_tables(engine, auto_migrate=False)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert statements == ["SELECT version_num FROM alembic_version"]
+
+    # A rolled-back release starts, as it does with auto-migration: no command of it would help.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    db.create_tables(engine, auto_migrate=False)
+    assert "revision 9999, which this release does not know" in caplog.text
+
+
+def test_without_auto_migrate_the_gateway_start_refuses(engine: Engine) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from core.settings import Settings
+
+    _upgrade_to(engine, schema_migrations.BASE_REVISION)
+    url = engine.url.render_as_string(hide_password=False)
+    settings = Settings(environment="test", database_url=url, database_auto_migrate=False)
+    with pytest.raises(schema_migrations.SchemaNotAtHead, match="run `llmflow db upgrade`"):
+        with TestClient(create_app(settings, engine=engine)):
+            pass
+    assert schema_migrations.current(engine) == schema_migrations.BASE_REVISION
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_without_auto_migrate_llmflow_api_and_worker_exit_with_one_line(
+    engine: Engine,
+    command: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _upgrade_to(engine, schema_migrations.BASE_REVISION)
+    # `llmflow worker` sets up logging on this test's stderr: give the root logger back after.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("DATABASE_AUTO_MIGRATE", "false")
+    # Nothing listens here: the refusal comes before any wait for Temporal.
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    get_settings.cache_clear()
+    try:
+        assert main([command]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert capsys.readouterr().err.splitlines() == [_refusal(schema_migrations.BASE_REVISION)]
+    assert schema_migrations.current(engine) == schema_migrations.BASE_REVISION

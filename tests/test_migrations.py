@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -322,8 +322,8 @@ def test_concurrent_starts_on_an_empty_database_do_not_race(empty_url: str) -> N
         engine.dispose()
 
 
-def test_a_start_at_head_is_one_query(engine: Engine) -> None:
-    db.create_tables(engine)
+def _statements(engine: Engine, action: Callable[[], object]) -> list[str]:
+    """The SQL `action` sends to `engine`."""
     statements: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -331,10 +331,17 @@ def test_a_start_at_head_is_one_query(engine: Engine) -> None:
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
-        db.create_tables(engine)
+        action()
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
-    assert statements == ["SELECT version_num FROM alembic_version"]
+    return statements
+
+
+def test_a_start_at_head_is_one_query(engine: Engine) -> None:
+    db.create_tables(engine)
+    assert _statements(engine, lambda: db.create_tables(engine)) == [
+        "SELECT version_num FROM alembic_version"
+    ]
 
 
 def test_a_database_a_newer_release_migrated_is_left_alone(
@@ -402,17 +409,9 @@ def test_without_auto_migrate_a_start_changes_nothing_and_refuses_behind_head(
     assert schema_migrations.current(engine) == schema_migrations.BASE_REVISION
 
     db.create_tables(engine)  # what `llmflow db upgrade` does
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        db.create_tables(engine, auto_migrate=False)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-    assert statements == ["SELECT version_num FROM alembic_version"]
+    assert _statements(engine, lambda: db.create_tables(engine, auto_migrate=False)) == [
+        "SELECT version_num FROM alembic_version"
+    ]
 
     # A rolled-back release starts, as it does with auto-migration: no command of it would help.
     with engine.begin() as conn:

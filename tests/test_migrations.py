@@ -458,3 +458,19 @@ def test_without_auto_migrate_llmflow_api_and_worker_exit_with_one_line(
         get_settings.cache_clear()
     assert capsys.readouterr().err.splitlines() == [_refusal(schema_migrations.BASE_REVISION)]
     assert schema_migrations.current(engine) == schema_migrations.BASE_REVISION
+
+
+async def test_without_auto_migrate_the_reconciler_checks_and_changes_nothing(
+    engine: Engine,
+) -> None:
+    """A gateway that started with the database down checks the schema from its reconciler."""
+    from api.reconciler import Reconciler
+    from api.temporal_link import TemporalLink
+    from core.settings import Settings
+
+    _upgrade_to(engine, schema_migrations.BASE_REVISION)
+    link = TemporalLink(Settings(environment="test"))  # never reached: the check comes first
+    reconciler = Reconciler(engine, link, auto_migrate=False)
+    with pytest.raises(schema_migrations.SchemaNotAtHead, match="run `llmflow db upgrade`"):
+        await reconciler.reconcile_once()
+    assert schema_migrations.current(engine) == schema_migrations.BASE_REVISION

@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.cache import ResponseCache
-from activities.external_api_models import ExternalApiInput, ExternalApiOutput
+from activities.external_api_models import ExternalApiInput
 from activities.http_errors import current_attempt, error_for_status, error_for_transport
 from activities.resilience import Resilience, service_policy
 from activities.samples import WARNING, sample_answer
@@ -31,6 +31,7 @@ from core.errors import ErrorContext, ErrorType
 from core.redaction import REDACTED, redact_text
 from core.redis_keys import cache_key
 from core.settings import Settings
+from core.step_outputs import ExternalApiOutput
 from workflow_defs.services import (
     PreparedRequest,
     ServiceParamError,

@@ -15,12 +15,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.http_errors import current_attempt, error_for_status, error_for_transport
-from activities.http_step_models import HttpRequestInput, HttpRequestOutput
+from activities.http_step_models import HttpRequestInput
 from core.contracts import HTTP_REQUEST
 from core.errors import ErrorContext, ErrorType
 from core.redaction import redact, redact_text
 from core.settings import Settings
 from core.ssrf import BlockedAddressError, check_url
+from core.step_outputs import HttpRequestOutput
 
 MAX_BODY_BYTES = 1024 * 1024
 ALLOWED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

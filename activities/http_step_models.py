@@ -1,4 +1,5 @@
-"""Input/output of the `http_request` activity; pure models the interpreter imports."""
+"""Input of the `http_request` activity; a pure model the interpreter imports (the output,
+HttpRequestOutput, is in core/step_outputs.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,3 @@ class HttpRequestInput(BaseModel):
     json_body: Any = None
     expected_status: list[int] | None = None  # None → any 2xx
     timeout_seconds: float = 30
-
-
-class HttpRequestOutput(BaseModel):
-    status_code: int
-    headers: dict[str, str]
-    data: Any  # parsed JSON for JSON responses, else text (≤ 1 MB); None for an empty body
-    attempt: int

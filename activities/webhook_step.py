@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.http_errors import current_attempt, error_for_status, error_for_transport
 from activities.http_step import read_capped, redirect_error, url_blocked_error
-from activities.webhook_step_models import WebhookSendInput, WebhookSendOutput
+from activities.webhook_step_models import WebhookSendInput
 from core.contracts import DELIVER_JOB_WEBHOOK, WEBHOOK_SEND
 from core.db import get_job_secret, record_delivery
 from core.errors import ErrorContext, ErrorType, config_error
@@ -34,6 +34,7 @@ from core.redaction import redact_text
 from core.secret_box import KEY_ENV, SecretBox, SecretUnavailable
 from core.settings import Settings
 from core.ssrf import BlockedAddressError, check_url
+from core.step_outputs import WebhookSendOutput
 from core.webhook_signing import build_webhook_headers, encode_body
 
 log = logging.getLogger(__name__)

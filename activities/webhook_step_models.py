@@ -1,4 +1,5 @@
-"""Input/output of the `webhook_send` activity; pure models the interpreter imports."""
+"""Input of the `webhook_send` activity; a pure model the interpreter imports (the output,
+WebhookSendOutput, is in core/step_outputs.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,3 @@ class WebhookSendInput(BaseModel):
     delivery_id: str  # stable across retries, e.g. f"{job_id}:{step_id}"
     secret_ref: str | None = None  # None / "env" → LLM_WEBHOOK_SECRET
     timeout_seconds: float = 30
-
-
-class WebhookSendOutput(BaseModel):
-    status_code: int
-    delivery_id: str
-    attempt: int
-    duration_ms: int
-    response_snippet: str

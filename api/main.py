@@ -67,7 +67,9 @@ def create_app(
         own_engine = engine is None
         app.state.engine = engine or make_engine(settings.database_url)
         try:
-            create_tables(app.state.engine)
+            # DATABASE_AUTO_MIGRATE=false and a database behind head: SchemaNotAtHead ends the
+            # start here (`llmflow api` checks first, to say it in one line).
+            create_tables(app.state.engine, auto_migrate=settings.database_auto_migrate)
         except SQLAlchemyError as exc:
             # Serve anyway: jobs are accepted into Temporal and the worker's mirror writes the
             # rows later; the reconciler keeps trying to create the tables.
@@ -76,7 +78,9 @@ def create_app(
             )
         app.state.temporal = TemporalLink(settings, temporal_client)
         app.state.redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
-        reconciler = app.state.reconciler = Reconciler(app.state.engine, app.state.temporal)
+        reconciler = app.state.reconciler = Reconciler(
+            app.state.engine, app.state.temporal, auto_migrate=settings.database_auto_migrate
+        )
         tasks = [
             asyncio.create_task(reconciler.run_forever(), name="mirror-reconciler"),
             asyncio.create_task(

@@ -52,8 +52,10 @@ class Reconciler:
         reset_window: timedelta = timedelta(minutes=10),
         revisit_after: float = 10.0,
         reset_every: float = 10.0,
+        auto_migrate: bool = True,
     ) -> None:
         self._engine = engine
+        self._auto_migrate = auto_migrate
         self._temporal = temporal
         self._interval = interval
         self._batch = batch
@@ -83,7 +85,7 @@ class Reconciler:
         """One pass; returns how many rows were changed."""
         if not self._tables_ready:
             # The gateway may have started while the database was down.
-            await asyncio.to_thread(db.create_tables, self._engine)
+            await asyncio.to_thread(db.create_tables, self._engine, auto_migrate=self._auto_migrate)
             self._tables_ready = True
         changed = 0
         cutoff = utcnow() - timedelta(seconds=self._revisit_after)

@@ -15,7 +15,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.llm.models import LlmCallInput, LlmCallOutput
+    from activities.llm.models import LlmCallInput
+    from core.step_outputs import LlmCallOutput
 
 HANDWRITTEN_WORKFLOW = "BenchHandwrittenWorkflow"
 MODEL = "bench-model"

@@ -69,12 +69,18 @@ log = logging.getLogger(__name__)
 SCHEMA_LOCK_ID = 0x6C6C6D66  # "llmf"
 
 
-def create_tables(engine: Engine) -> None:
+def create_tables(engine: Engine, *, auto_migrate: bool = True) -> None:
     """Bring the schema to the newest migration (core/schema_migrations.py): one query when it
-    is there already. A database made before migrations is adopted, keeping its rows."""
-    from core.schema_migrations import upgrade
+    is there already. A database made before migrations is adopted, keeping its rows.
 
-    upgrade(engine)
+    With `auto_migrate` false (DATABASE_AUTO_MIGRATE) nothing is changed: a database behind
+    head raises SchemaNotAtHead, whose message says what to run."""
+    from core.schema_migrations import require_head, upgrade
+
+    if auto_migrate:
+        upgrade(engine)
+    else:
+        require_head(engine)
 
 
 def _add_missing_columns(conn: Connection, metadata: MetaData) -> None:

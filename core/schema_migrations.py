@@ -1,7 +1,8 @@
 """Schema migrations of the mirror database: Alembic, with the revisions in core/migrations/versions.
 
 `upgrade(engine)` is what the gateway, the worker and the reconciler run at start (through
-`core.db.create_tables`) and what `llmflow db upgrade` runs:
+`core.db.create_tables`; `require_head` instead when DATABASE_AUTO_MIGRATE=false) and what
+`llmflow db upgrade` runs:
 
 - at head: one query (the alembic_version row) and nothing else;
 - otherwise, holding the schema lock (a Postgres advisory lock; SQLite's write lock), it reads
@@ -28,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from sqlmodel import SQLModel
 
 import core.models  # noqa: F401  (declares the tables on SQLModel.metadata)
-from core.db import SCHEMA_LOCK_ID, _add_missing_columns
+from core.db import SCHEMA_LOCK_ID, _add_missing_columns, make_engine
 
 # Alembic is imported only when the database is not at head: a start at head needs neither it
 # nor the revision files.
@@ -128,12 +129,7 @@ def _upgrade_locked(engine: Engine, target: str) -> str:
             return target  # another process upgraded it while this one waited
         newer = [h for h in heads if not known(h)]
         if newer:
-            log.warning(
-                "database schema is at revision %s, which this release does not know (its newest "
-                "is %s): a newer release migrated it; leaving it as it is",
-                ", ".join(newer),
-                target,
-            )
+            _warn_newer(newer)
             return newer[0]
         if not heads and _has_mirror_tables(conn):
             log.info("database made before migrations: adopting it as revision %s", BASE_REVISION)
@@ -141,6 +137,51 @@ def _upgrade_locked(engine: Engine, target: str) -> str:
             _stamp(conn, BASE_REVISION)
         command.upgrade(alembic_config(conn), "head")
     return target
+
+
+def _warn_newer(revisions: list[str]) -> None:
+    log.warning(
+        "database schema is at revision %s, which this release does not know (its newest "
+        "is %s): a newer release migrated it; leaving it as it is",
+        ", ".join(revisions),
+        HEAD_REVISION,
+    )
+
+
+class SchemaNotAtHead(RuntimeError):
+    """DATABASE_AUTO_MIGRATE=false and the database is behind: the operator migrates it."""
+
+
+def require_head(engine: Engine) -> str:
+    """What a start runs instead of `upgrade` when DATABASE_AUTO_MIGRATE=false: one query, no
+    lock and no change; a database behind head raises SchemaNotAtHead with the one line to
+    show. A database a newer release migrated starts, as it does with auto-migration: no
+    command of this release would change it."""
+    stamped = _stamped(engine)
+    if stamped == (HEAD_REVISION,):
+        return HEAD_REVISION
+    newer = [r for r in stamped or () if not known(r)]
+    if newer:
+        _warn_newer(newer)
+        return newer[0]
+    revision = ", ".join(stamped) if stamped else "none (no alembic_version table)"
+    raise SchemaNotAtHead(
+        f"database schema is at revision {revision}, this release needs {HEAD_REVISION}; "
+        "DATABASE_AUTO_MIGRATE=false, so run `llmflow db upgrade` first"
+    )
+
+
+def check_at_start(database_url: str) -> None:
+    """`require_head` on its own engine, before a process starts anything else, so that its
+    refusal is the one line it prints. An unreachable database passes: what starts next meets
+    it and says so (the gateway serves without it, the worker stops)."""
+    engine = make_engine(database_url)
+    try:
+        require_head(engine)
+    except SQLAlchemyError:
+        pass
+    finally:
+        engine.dispose()
 
 
 def describe(revision: str | None) -> tuple[bool, str]:

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # Where `llmflow dev` keeps the dev server's SQLite file (LLMFLOW_STATE_DIR).
     llmflow_state_dir: Path = DEFAULT_STATE_DIR
     database_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'llmflow.db'}"
+    # false: the gateway, the worker and the reconciler never change the schema; a start against
+    # a database behind the newest migration refuses, saying to run `llmflow db upgrade` (for
+    # teams that migrate in a deploy step, under their own review and locks).
+    database_auto_migrate: bool = True
     redis_url: str | None = None
 
     temporal_address: str = "localhost:7233"

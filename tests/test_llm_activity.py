@@ -18,11 +18,12 @@ from temporalio.testing import ActivityEnvironment
 from activities.http_errors import new_http_client
 from activities.llm.activity import LlmActivities
 from activities.llm.json_output import JsonReplyError, parse_json_reply
-from activities.llm.models import LlmCallInput, LlmCallOutput, LlmFallback, LlmUsage
+from activities.llm.models import LlmCallInput, LlmFallback
 from activities.llm.pricing import cost_usd, price_for
 from activities.llm.response_format import parse_response_format
 from activities.llm.schema_sample import sample_for_schema
 from core.settings import Settings
+from core.step_outputs import LlmCallOutput, LlmUsage
 from tests.fakes.http_server import FakeHTTPServer, Response
 from tests.fakes.llm_wire import (
     anthropic_error,

@@ -8,10 +8,11 @@ dropped here (the shared test database is never touched)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine, make_url
 
 from core import db, schema_migrations
-from core.cli import main
+from core.cli.main import main
 from core.models import Alert, Job
 from core.settings import get_settings
 
@@ -321,8 +322,8 @@ def test_concurrent_starts_on_an_empty_database_do_not_race(empty_url: str) -> N
         engine.dispose()
 
 
-def test_a_start_at_head_is_one_query(engine: Engine) -> None:
-    db.create_tables(engine)
+def _statements(engine: Engine, action: Callable[[], object]) -> list[str]:
+    """The SQL `action` sends to `engine`."""
     statements: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -330,10 +331,17 @@ def test_a_start_at_head_is_one_query(engine: Engine) -> None:
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
-        db.create_tables(engine)
+        action()
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
-    assert statements == ["SELECT version_num FROM alembic_version"]
+    return statements
+
+
+def test_a_start_at_head_is_one_query(engine: Engine) -> None:
+    db.create_tables(engine)
+    assert _statements(engine, lambda: db.create_tables(engine)) == [
+        "SELECT version_num FROM alembic_version"
+    ]
 
 
 def test_a_database_a_newer_release_migrated_is_left_alone(
@@ -376,3 +384,93 @@ def test_cli_db_current_and_upgrade(
     assert capsys.readouterr().out.strip() == f"already at {head} (head)"
     assert _cli(monkeypatch, engine, "current") == 0
     assert capsys.readouterr().out.strip() == f"{head} (head)"
+
+
+def _refusal(revision: str) -> str:
+    return (
+        f"database schema is at revision {revision}, this release needs "
+        f"{schema_migrations.HEAD_REVISION}; DATABASE_AUTO_MIGRATE=false, so run "
+        "`llmflow db upgrade` first"
+    )
+
+
+def test_without_auto_migrate_a_start_changes_nothing_and_refuses_behind_head(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(schema_migrations.SchemaNotAtHead) as empty:
+        db.create_tables(engine, auto_migrate=False)
+    assert str(empty.value) == _refusal("none (no alembic_version table)")
+    assert sa.inspect(engine).get_table_names() == []
+
+    _upgrade_to(engine, schema_migrations.BASE_REVISION)
+    with pytest.raises(schema_migrations.SchemaNotAtHead) as behind:
+        db.create_tables(engine, auto_migrate=False)
+    assert str(behind.value) == _refusal(schema_migrations.BASE_REVISION)
+    assert schema_migrations.current(engine) == schema_migrations.BASE_REVISION
+
+    db.create_tables(engine)  # what `llmflow db upgrade` does
+    assert _statements(engine, lambda: db.create_tables(engine, auto_migrate=False)) == [
+        "SELECT version_num FROM alembic_version"
+    ]
+
+    # A rolled-back release starts, as it does with auto-migration: no command of it would help.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    db.create_tables(engine, auto_migrate=False)
+    assert "revision 9999, which this release does not know" in caplog.text
+
+
+def test_without_auto_migrate_the_gateway_start_refuses(engine: Engine) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from core.settings import Settings
+
+    _upgrade_to(engine, schema_migrations.BASE_REVISION)
+    url = engine.url.render_as_string(hide_password=False)
+    settings = Settings(environment="test", database_url=url, database_auto_migrate=False)
+    with pytest.raises(schema_migrations.SchemaNotAtHead, match="run `llmflow db upgrade`"):
+        with TestClient(create_app(settings, engine=engine)):
+            pass
+    assert schema_migrations.current(engine) == schema_migrations.BASE_REVISION
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_without_auto_migrate_llmflow_api_and_worker_exit_with_one_line(
+    engine: Engine,
+    command: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _upgrade_to(engine, schema_migrations.BASE_REVISION)
+    # `llmflow worker` sets up logging on this test's stderr: give the root logger back after.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("DATABASE_AUTO_MIGRATE", "false")
+    # Nothing listens here: the refusal comes before any wait for Temporal.
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    get_settings.cache_clear()
+    try:
+        assert main([command]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert capsys.readouterr().err.splitlines() == [_refusal(schema_migrations.BASE_REVISION)]
+    assert schema_migrations.current(engine) == schema_migrations.BASE_REVISION
+
+
+async def test_without_auto_migrate_the_reconciler_checks_and_changes_nothing(
+    engine: Engine,
+) -> None:
+    """A gateway that started with the database down checks the schema from its reconciler."""
+    from api.reconciler import Reconciler
+    from api.temporal_link import TemporalLink
+    from core.settings import Settings
+
+    _upgrade_to(engine, schema_migrations.BASE_REVISION)
+    link = TemporalLink(Settings(environment="test"))  # never reached: the check comes first
+    reconciler = Reconciler(engine, link, auto_migrate=False)
+    with pytest.raises(schema_migrations.SchemaNotAtHead, match="run `llmflow db upgrade`"):
+        await reconciler.reconcile_once()
+    assert schema_migrations.current(engine) == schema_migrations.BASE_REVISION

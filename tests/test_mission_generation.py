@@ -16,9 +16,9 @@ from temporalio.client import Client
 
 from activities.llm.chat import ChatMessage, ChatRequest
 from activities.llm.mock import fill_outline, mock_reply, outline_of
-from activities.llm.models import LlmCallOutput
 from activities.llm.response_format import parse_response_format
 from core.settings import Settings
+from core.step_outputs import LlmCallOutput
 from tests import harness
 from tests.conftest import make_settings
 from tests.fakes.http_server import FakeHTTPServer

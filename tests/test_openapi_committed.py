@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from api.main import create_app
-from core.cli import render_openapi
+from core.cli.main import render_openapi
 from core.settings import Settings
 
 COMMITTED = Path(__file__).resolve().parents[1] / "clients" / "openapi.json"

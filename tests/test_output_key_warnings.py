@@ -9,12 +9,9 @@ from typing import Any
 
 import pytest
 
-from activities.external_api_models import ExternalApiOutput
-from activities.http_step_models import HttpRequestOutput
-from activities.llm.models import LlmCallOutput
-from activities.webhook_step_models import WebhookSendOutput
-from core import cli
+from core.cli import main as cli
 from core.paths import DEFAULT_PROMPTS_DIR, DEFAULT_WORKFLOW_DEFS_DIR
+from core.step_outputs import ExternalApiOutput, HttpRequestOutput, LlmCallOutput, WebhookSendOutput
 from workflow_defs.loader import LoadedDefinition, Problem, load_definition_file, load_registry
 from workflow_defs.services import load_services
 from workflow_defs.validation import activity_output_fields

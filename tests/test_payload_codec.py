@@ -23,7 +23,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from core import devstack
+from core.cli import devstack
 from core.payload_codec import (
     COMPRESS_OVER,
     ENCODING,

@@ -1,4 +1,4 @@
-"""core.client.LlmflowClient against the real gateway + worker + Temporal dev server."""
+"""core.cli.client.LlmflowClient against the real gateway + worker + Temporal dev server."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from api.fork_schemas import ForkRequest
 from api.schemas import CancelAccepted, JobAccepted, JobView, RerunAccepted
-from core.client import LlmflowClient, LlmflowError, ServerSentEvent, WaitTimeout, parse_sse
+from core.cli.client import LlmflowClient, LlmflowError, ServerSentEvent, WaitTimeout, parse_sse
 from core.settings import Settings
 from tests import harness
 from tests.api_server import gateway
@@ -251,7 +251,7 @@ def test_sse_parsing_follows_the_event_stream_rules() -> None:
 
 
 def test_sse_parsing_across_chunk_boundaries() -> None:
-    from core.client import _SseParser
+    from core.cli.client import _SseParser
 
     text = 'event: step\r\ndata: {"step_id": "a"}\r\n\r\nevent: job\r\ndata: {}\r\n\r\n'
     for size in (1, 2, 3, 7):

@@ -16,7 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from core.cli import main as cli_main
+from core.cli.main import main as cli_main
 from core.settings import Settings
 from core.temporal import ensure_search_attributes
 from tests import harness

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
-from core import cli
+from core.cli import main as cli
 from core.settings import Settings
 from tests import harness
 from tests.api_server import gateway

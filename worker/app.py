@@ -112,7 +112,7 @@ async def worker_resources(
 ) -> AsyncIterator[WorkerResources]:
     own_engine = engine is None
     engine = engine or make_engine(settings.database_url)
-    create_tables(engine)
+    create_tables(engine, auto_migrate=settings.database_auto_migrate)
     registry = load_services(settings.workflow_defs_dir / "services.json")
     redis_client = aioredis.from_url(settings.redis_url) if settings.redis_url else None
     tracing.setup(settings, "llmflow-worker")

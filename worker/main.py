@@ -8,6 +8,7 @@ import logging
 import signal
 from datetime import timedelta
 
+from core import schema_migrations
 from core.logging import setup_logging
 from core.settings import Settings, get_settings
 from core.temporal import connect, ensure_search_attributes, metrics_runtime
@@ -21,6 +22,9 @@ async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     setup_logging(settings.log_level)
     catalog = load_catalog(settings)  # refuses to start on an invalid shipped definition
+    if not settings.database_auto_migrate:
+        # Before waiting for Temporal: a schema behind head is refused at once.
+        schema_migrations.check_at_start(settings.database_url)
     log.info(
         "definitions: %s", ", ".join(f"{d.name}@{d.version}" for d in catalog.definitions.all())
     )

@@ -14,10 +14,10 @@ from typing import Any
 
 from temporalio.common import RetryPolicy
 
-from activities.external_api_models import ExternalApiInput, ExternalApiOutput
-from activities.http_step_models import HttpRequestInput, HttpRequestOutput
-from activities.llm.models import LlmCallInput, LlmCallOutput, LlmFallback
-from activities.webhook_step_models import WebhookSendInput, WebhookSendOutput
+from activities.external_api_models import ExternalApiInput
+from activities.http_step_models import HttpRequestInput
+from activities.llm.models import LlmCallInput, LlmFallback
+from activities.webhook_step_models import WebhookSendInput
 from core.contracts import (
     EXTERNAL_API_CALL,
     HTTP_REQUEST,
@@ -25,6 +25,7 @@ from core.contracts import (
     WEBHOOK_SEND,
     ResolvedDefinition,
 )
+from core.step_outputs import ExternalApiOutput, HttpRequestOutput, LlmCallOutput, WebhookSendOutput
 from workflow_defs.prompts import render_prompt
 from workflow_defs.references import Resolver
 from workflow_defs.schema import (

@@ -17,7 +17,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.job_secret_models import ForgetJobSecretInput
-    from activities.webhook_step_models import WebhookSendInput, WebhookSendOutput
+    from activities.webhook_step_models import WebhookSendInput
     from core.contracts import (
         DELIVER_JOB_WEBHOOK,
         FORGET_JOB_SECRET,
@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         WebhookDeliveryResult,
     )
     from core.errors import ErrorContext
+    from core.step_outputs import WebhookSendOutput
 
 DELIVERY_WINDOW = timedelta(hours=24)
 DELIVERY_RETRY = RetryPolicy(

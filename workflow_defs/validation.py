@@ -17,6 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.step_outputs import (
+    ExternalApiOutput,
+    HttpRequestOutput,
+    LlmCallOutput,
+    WebhookSendOutput,
+)
 from workflow_defs.expressions import ExpressionError, compile_condition
 from workflow_defs.prompts import PromptError, check_placeholders, expand_includes, placeholders
 from workflow_defs.references import (
@@ -42,13 +48,6 @@ RECORD_ONLY_FIELDS = frozenset({"attempt", "warnings"})
 @functools.cache
 def activity_output_fields() -> dict[str, frozenset[str]]:
     """Output keys of each activity step type, read off the activities' result models."""
-    # Imported on first use: loading a definition rarely needs them, and the activities'
-    # packages are the heavier import.
-    from activities.external_api_models import ExternalApiOutput
-    from activities.http_step_models import HttpRequestOutput
-    from activities.llm.models import LlmCallOutput
-    from activities.webhook_step_models import WebhookSendOutput
-
     models: dict[str, Any] = {
         "llm": LlmCallOutput,
         "external_api": ExternalApiOutput,

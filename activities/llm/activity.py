@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from activities.llm.chat import ChatMessage, ChatProvider, ChatRequest, ChatResult
 from activities.llm.json_output import JsonReplyError, parse_and_validate, repair_message
 from activities.llm.mock import MockProvider
-from activities.llm.models import LlmCallInput, LlmCallOutput, LlmUsage
+from activities.llm.models import LlmCallInput
 from activities.llm.pricing import cost_usd
 from activities.llm.providers import MissingProviderSetting, resolve_provider
 from activities.llm.response_format import ResponseFormat, parse_response_format
@@ -33,6 +33,7 @@ from core.errors import ErrorContext, ErrorType
 from core.llm_stream import DEGRADED_WARNING, Delta, DeltaSink
 from core.redaction import redact_text
 from core.settings import Settings
+from core.step_outputs import LlmCallOutput, LlmUsage
 
 # Failures a different provider/model may not share; a 400/422 or an invalid reply would.
 _FALLBACK_TYPES = {ErrorType.AUTH_ERROR, ErrorType.CONFIG_ERROR, ErrorType.UPSTREAM_NOT_FOUND}

@@ -15,8 +15,8 @@ import httpx
 
 from activities.llm.chat import ChatRequest, ChatResult, usage_of
 from activities.llm.http_call import error_in_body, post_json, post_stream, stream_ended_early
-from activities.llm.models import LlmUsage
 from activities.llm.response_format import system_with_format
+from core.step_outputs import LlmUsage
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from activities.llm.models import LlmUsage
 from activities.llm.response_format import ResponseFormat
+from core.step_outputs import LlmUsage
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Input and output of the `llm_call` activity (the `llm` step).
+"""Input of the `llm_call` activity (the `llm` step); its output, LlmCallOutput, is in
+core/step_outputs.py.
 
 These travel through Temporal history, so they hold no secrets: keys come from Settings.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field
 
 
 class LlmFallback(BaseModel):
@@ -36,54 +37,3 @@ class LlmCallInput(BaseModel):
     mock_latency_ms: int | None = Field(default=None, ge=0)
     # Set for a step with `stream: true`: the step's path, under which its deltas are published.
     stream_to: str | None = None
-
-
-class LlmUsage(BaseModel):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-
-    def __add__(self, other: LlmUsage) -> LlmUsage:
-        return LlmUsage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            total_tokens=self.total_tokens + other.total_tokens,
-        )
-
-
-class LlmCallUsage(BaseModel):
-    """One call's bill in the shape the earlier service's client reads as `llm_usage`."""
-
-    model: str
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-    cost_usd: float
-    duration_ms: int
-
-
-class LlmCallOutput(BaseModel):
-    content: str
-    data: Any = None  # parsed JSON when a JSON response_format was asked for
-    model: str
-    provider: str
-    usage: LlmUsage
-    cost_usd: float
-    duration_ms: int
-    finish_reason: str | None
-    attempt: int
-    warnings: list[str] = Field(default_factory=list)
-
-    # Derived, not stored: results recorded in history before it existed decode without it
-    # and still carry it, so old runs replay and read the same.
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def llm_usage(self) -> LlmCallUsage:
-        return LlmCallUsage(
-            model=self.model,
-            input_tokens=self.usage.input_tokens,
-            output_tokens=self.usage.output_tokens,
-            total_tokens=self.usage.total_tokens,
-            cost_usd=self.cost_usd,
-            duration_ms=self.duration_ms,
-        )

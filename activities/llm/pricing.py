@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from activities.llm.models import LlmUsage
+from core.step_outputs import LlmUsage
 
 # (input, output) USD per 1M tokens, keyed by the provider's bare id, lower case.
 PRICES: dict[str, tuple[float, float]] = {

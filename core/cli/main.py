@@ -13,7 +13,7 @@ from typing import Any
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from core.devstack import run_dev
+    from core.cli.devstack import run_dev
     from core.settings import get_settings
 
     return run_dev(get_settings())
@@ -23,10 +23,14 @@ def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.auth import check_auth_config
+    from core import schema_migrations
     from core.settings import get_settings
 
     settings = get_settings()
     check_auth_config(settings)  # before uvicorn: its traceback would bury the one line
+    if not settings.database_auto_migrate:
+        # Likewise; the gateway's start checks it again.
+        schema_migrations.check_at_start(settings.database_url)
     uvicorn.run(
         "api.main:app_from_env",
         factory=True,
@@ -116,7 +120,8 @@ def _fork_arguments(jobs: argparse.ArgumentParser) -> None:
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
     """Read the mirror (DATABASE_URL) directly: works with the gateway down."""
-    from core import cli_jobs, db
+    from core import db
+    from core.cli import jobs as cli_jobs
     from core.settings import get_settings
 
     settings = get_settings()
@@ -127,7 +132,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     engine = db.make_engine(settings.database_url)
     try:
         if args.action == "watch":
-            from core.watch import watch_job
+            from core.cli.watch import watch_job
 
             async def watch() -> int:
                 progress = await cli_jobs.progress_reader(settings, args.job_id)
@@ -292,7 +297,7 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"started job {job_id} ({loaded.name} {loaded.version})", file=sys.stderr)
         print(job_id)
         return 0
-    from core.cli_jobs import follow_run
+    from core.cli.jobs import follow_run
 
     mode = "json" if args.json else "quiet" if args.quiet else "human"
     return await follow_run(handle, settings, mode=mode)
@@ -422,9 +427,10 @@ def _expected_error(exc: Exception) -> str | None:
 
     from api.auth import ProductionWithoutKeys
     from core.payload_codec import PayloadKeyError
+    from core.schema_migrations import SchemaNotAtHead
     from workflow_defs.loader import DefinitionError
 
-    if isinstance(exc, UsageError | ProductionWithoutKeys | PayloadKeyError):
+    if isinstance(exc, UsageError | ProductionWithoutKeys | PayloadKeyError | SchemaNotAtHead):
         return str(exc)
     if isinstance(exc, DefinitionError):
         return f"invalid workflow definition(s):\n{exc}"

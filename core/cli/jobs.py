@@ -10,10 +10,10 @@ from typing import IO, Any
 
 from rich.markup import escape
 
-from core.cli_render import console, job_summary, jobs_table, output_text, steps_table
+from core.cli.render import console, job_summary, jobs_table, output_text, steps_table
+from core.cli.watch import following
 from core.contracts import JobResult, Progress
 from core.settings import Settings
-from core.watch import following
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

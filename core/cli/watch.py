@@ -51,7 +51,7 @@ class Follower:
     the line that says the step ended, never split by it."""
 
     def __init__(self, job_id: str, out: IO[str], redis: Any = None, progress: Any = None):
-        from core.cli_render import StepLines, console
+        from core.cli.render import StepLines, console
 
         self.job_id = job_id
         self.redis = redis

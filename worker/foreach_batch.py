@@ -50,7 +50,7 @@ class ForeachBatchWorkflow(InterpreterWorkflow):
                 result.failures[index] = failed.context.model_dump(mode="json")
         records = self._children.get(batch.path, [])
         result.tokens = sum(r.tokens for r in records)
-        result.cost_usd = round(sum(r.cost_usd for r in records), 6)
+        result.cost_usd = round(sum(r.cost_usd for r in records), 8)
         return result
 
     def _details(self) -> str:

@@ -355,10 +355,12 @@ class InterpreterWorkflow:
             record.warnings.extend(at.resolver.warnings)
         if step.blocks():
             # Everything that ran inside counts here, whatever became of the block (on top of
-            # what the handler reports from child workflows: a batched foreach).
+            # what the handler reports from child workflows: a batched foreach). Kept to the
+            # 8 decimals calls are priced to: rounding each level to 6 drifted the job's total
+            # away from the sum of what the providers billed.
             children = self._children.get(record.path or record.id, [])
             record.tokens += sum(child.tokens for child in children)
-            record.cost_usd = round(record.cost_usd + sum(c.cost_usd for c in children), 6)
+            record.cost_usd = round(record.cost_usd + sum(c.cost_usd for c in children), 8)
         progress = self._progress
         progress.steps[at.path] = record.status
         if at.path in progress.running:

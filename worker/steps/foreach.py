@@ -208,7 +208,7 @@ async def _run_batched(
         tolerated,
         summary,
         tokens=tokens,
-        cost_usd=round(cost, 6),
+        cost_usd=round(cost, 8),
     )
 
 

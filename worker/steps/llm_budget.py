@@ -107,11 +107,17 @@ def _describe(estimate: CallEstimate, problem: dict[str, Any]) -> str:
             f"{problem['budget']} ({problem['limit']}) has unknown cost; set the step's "
             "max_cost_usd_per_call to bound it"
         )
-    in_flight = f" (+{problem['in_flight']} in flight)" if problem["in_flight"] else ""
+    in_flight = f" (+{_num(problem['in_flight'])} in flight)" if problem["in_flight"] else ""
     return (
-        f"a call of {_label(estimate)} could cross {problem['budget']} = {problem['limit']}: "
-        f"spent {problem['spent']}{in_flight}, this call's worst case {problem['estimate']}"
+        f"a call of {_label(estimate)} could cross {problem['budget']} = "
+        f"{_num(problem['limit'])}: spent {_num(problem['spent'])}{in_flight}, this call's "
+        f"worst case {_num(problem['estimate'])}"
     )
+
+
+def _num(value: float) -> str:
+    # Dollars as plain decimals (0.00001875, not 1.875e-05); token counts as they are.
+    return f"{value:.8f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 def _exceeded(

@@ -234,6 +234,8 @@ class ForeachBatchInput(BaseModel):
     # What the block may read: the namespace the foreach saw (input, steps, context).
     namespace: dict[str, Any]
     deadline: str  # the parent job's deadline, ISO 8601
+    # Under budgets: this batch's share of what is left of them (reserved in the parent).
+    budget: BudgetSpec | None = None
 
 
 class ForeachBatchResult(BaseModel):

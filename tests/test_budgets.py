@@ -459,3 +459,32 @@ async def test_a_key_over_its_daily_budget_gets_429_counting_running_jobs(
     assert other_key.status_code == 202  # the budget is per key
     # Once the job ended its row carries the spend: still over the budget.
     assert after.status_code == 429 and after.json()["spent_usd"] == round(one_call, 6)
+
+
+async def test_a_batched_foreach_splits_what_is_left_among_its_batches(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: MeteredLLM
+) -> None:
+    items = list(range(120))  # past 100 items: three child workflows of 50, 50 and 20
+    defn = workflow(
+        {
+            "id": "fan",
+            "type": "foreach",
+            "budget": {"max_cost_usd": 0.009},
+            "config": {
+                "items": items,
+                "batch_size": 50,
+                "max_concurrency": 3,
+                "on_item_error": "null",
+                "steps": [llm("each", "echo: ${item}")],
+            },
+        }
+    )
+    result = await run(temporal_client, settings, engine, defn)
+
+    # Each batch may spend 0.003 and pays ~0.00045 a call: seven calls, then every later
+    # item of the batch is refused. The batches can't overspend each other's share.
+    record = by_path(result)["fan"]
+    assert result.status == "completed"
+    assert len(fake_llm.reported) == 21
+    assert record.cost_usd == fake_llm.total_cost(8)
+    assert len(record.summary["failed"]) == 120 - 21

@@ -111,6 +111,25 @@ class Ledger:
         self._publish()
 
     @staticmethod
+    def share(frames: list[Frame], parts: int) -> BudgetSpec | None:
+        """An equal part of what is left of every frame (for child workflows that run at
+        once and cannot see each other's spend), or None when no frame limits anything."""
+        cost = [
+            f.max_cost_usd - f.cost_usd - f.reserved_cost_usd
+            for f in frames
+            if f.max_cost_usd is not None
+        ]
+        tokens = [
+            f.max_tokens - f.tokens - f.reserved_tokens for f in frames if f.max_tokens is not None
+        ]
+        if not cost and not tokens:
+            return None
+        return BudgetSpec(
+            max_cost_usd=max(0.0, round(min(cost) / parts, 8)) if cost else None,
+            max_tokens=max(0, min(tokens) // parts) if tokens else None,
+        )
+
+    @staticmethod
     def reserve(frames: list[Frame], tokens: int, cost_usd: float) -> Reservation:
         for frame in frames:
             frame.reserved_tokens += tokens

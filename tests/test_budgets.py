@@ -488,3 +488,31 @@ async def test_a_batched_foreach_splits_what_is_left_among_its_batches(
     assert len(fake_llm.reported) == 21
     assert record.cost_usd == fake_llm.total_cost(8)
     assert len(record.summary["failed"]) == 120 - 21
+
+
+def documented_example() -> dict[str, Any]:
+    """The Budgets section's worked example in docs/dsl.md, as the docs show it."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "dsl.md").read_text()
+    block = text.split("<!-- budget-example -->", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    return json.loads(block)
+
+
+async def test_the_documented_budget_example_runs_as_described_on_the_mock(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    result = await run(temporal_client, settings, engine, documented_example())
+
+    records = by_path(result)
+    assert result.status == "completed"
+    assert records["refine"].summary["iterations"] == 6
+    assert records["polish"].output is None
+    assert any(
+        "could cross steps.polish.budget.max_tokens" in w for w in records["polish"].warnings
+    )
+    assert result.output == {
+        "draft": "Draft 6: the worker dies, the history stays, the run goes on.",
+        "polished": None,
+        "tokens": 162,
+        "cost_usd": 0.0,
+    }
+    assert result.metadata.total_tokens == 162

@@ -516,3 +516,53 @@ async def test_the_documented_budget_example_runs_as_described_on_the_mock(
         "cost_usd": 0.0,
     }
     assert result.metadata.total_tokens == 162
+
+
+async def test_a_sub_workflow_child_may_spend_only_what_the_parent_has_left(
+    temporal_client: Client,
+    settings: Settings,
+    engine: Engine,
+    fake_llm: MeteredLLM,
+    tmp_path: Path,
+) -> None:
+    child = workflow(
+        {
+            "id": "refine",
+            "type": "loop",
+            "config": {
+                "steps": [llm("draft")],
+                "until": "${iteration} > 100",
+                "max_iterations": 10,
+            },
+        }
+    )
+    child["name"] = "spender"
+    parent = workflow(
+        llm("first"),
+        {"id": "delegate", "type": "sub_workflow", "config": {"workflow": "spender"}},
+        budget={"max_cost_usd": 0.001},
+    )
+    parent["name"] = "spend_parent"
+    defs = tmp_path / "defs"
+    shutil.copytree(REPO_DEFS, defs, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    for defn in (child, parent):
+        (defs / f"{defn['name']}.json").write_text(json.dumps(defn))
+    cfg = settings.model_copy(update={"workflow_defs_dir": defs})
+    async with harness.running_worker(temporal_client, cfg, engine):
+        async with gateway(cfg, engine=engine, temporal_client=temporal_client) as api:
+            job_id = (
+                await api.post("/api/v1/jobs", json={"workflow_name": "spend_parent"})
+            ).json()["job_id"]
+            done = ("completed", "failed", "cancelled", "timed_out")
+            job = await poll_until(api, job_id, lambda j: j["status"] in done, {})
+            spent_child = await poll_until(
+                api, f"{job_id}.delegate", lambda j: j["status"] in done, {}
+            )
+
+    # The parent spent 0.00045 first, so the child had 0.00055 left: two calls fit, then
+    # refused at spent 0.00090225 (the fake bills more than max_tokens; a real provider won't).
+    assert len(fake_llm.reported) == 3
+    assert spent_child["error"]["step_id"] == "refine#3.draft"
+    assert spent_child["error"]["type"] == "BUDGET_EXCEEDED"
+    assert spent_child["error"]["details"]["budget"]["budget"] == "submit budget.max_cost_usd"
+    assert job["status"] == "failed" and job["error"]["step_id"] == "delegate"

@@ -182,8 +182,8 @@ class CircuitBreaker:
                 raw = await self._script(
                     keys=[self._prefix + key], args=[*args, PROBE_LEASE_SECONDS, _KEY_TTL_SECONDS]
                 )
-                old, new, verdict, delay, *counted = (_text(x) for x in raw)
-                result = verdict, float(delay), int(counted[0]) if counted else -1
+                old, new, verdict, waited, *counted = (_text(x) for x in raw)
+                result = verdict, float(waited), int(counted[0]) if counted else -1
             except REDIS_ERRORS as exc:
                 self._gate.failed(exc)
         if result is None:

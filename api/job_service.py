@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import key_budgets
 from api.auth import Caller
+from api.fork_view import fork_info
 from api.pagination import BadCursor, decode_cursor, encode_cursor
 from api.reconciler import failing_task_attempts, reconcile_row
 from api.schemas import JobAccepted, JobCreate, JobView, TemporalRef
@@ -661,6 +662,7 @@ def _view_from_row(row: Job, settings: Settings, *, progress: dict[str, Any] | N
         priority=row.priority,
         duration_ms=duration_ms(row),
         parent_job_id=row.parent_job_id,
+        fork=fork_info(row),
     )
 
 

@@ -22,7 +22,18 @@ from api.inbound_service import load_inbound
 from api.metrics import install_metrics
 from api.middleware import BodySizeLimit, JsonByDefault
 from api.reconciler import Reconciler
-from api.routers import alerts, cache, codec, health, inbound, jobs, legacy, metrics, workflows
+from api.routers import (
+    alerts,
+    cache,
+    codec,
+    health,
+    inbound,
+    job_forks,
+    jobs,
+    legacy,
+    metrics,
+    workflows,
+)
 from api.temporal_link import TemporalLink
 from core import tracing
 from core.db import create_tables, make_engine
@@ -115,6 +126,7 @@ def create_app(
     app.include_router(alerts.router, prefix=API_PREFIX)
     app.include_router(cache.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(job_forks.router, prefix=API_PREFIX)
     app.include_router(legacy.router, prefix=API_PREFIX)
     app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(health.detailed_router, prefix=API_PREFIX)

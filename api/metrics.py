@@ -6,7 +6,7 @@ each counts its own):
 - `llmflow_http_requests_total{method, route, status}` and the histogram
   `llmflow_http_request_duration_seconds{method, route}`, recorded by `MetricsMiddleware` and
   labelled with the matched route template, so ids in paths don't create series;
-- `llmflow_jobs_submitted_total{workflow_name, kind}`: jobs started, `kind` submit or rerun;
+- `llmflow_jobs_submitted_total{workflow_name, kind}`: jobs started, `kind` submit, rerun or fork;
 - `llmflow_approvals_total{outcome}`: approval steps decided (approved, rejected) and events
   delivered to `wait_for_event` steps (event).
 
@@ -269,7 +269,7 @@ class _WithoutCreated:
 def record_job_submitted(
     registry: MetricsRegistry | None, workflow_name: str, kind: str = "submit"
 ) -> None:
-    """Count a job the gateway started (`kind` submit or rerun). Call it after the catalog
+    """Count a job the gateway started (`kind` submit, rerun or fork). Call it after the catalog
     accepted `workflow_name` (the label stays bounded by the shipped workflows), and not for
     idempotent replays."""
     if registry is not None:

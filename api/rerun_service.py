@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from temporalio.service import RPCError, RPCStatusCode
@@ -20,12 +21,13 @@ from api.job_service import BadField, Conflict, NotFound, ServiceUnavailable, jo
 from api.schemas import JobAccepted
 from api.temporal_link import TemporalLink, TemporalUnavailable
 from core import db
-from core.contracts import TERMINAL_STATUSES, InterpreterInput, RunOptions
+from core.contracts import TERMINAL_STATUSES, InterpreterInput, RunOptions, WebhookTarget
 from core.models import Job, JobSecret, utcnow
 from core.secret_box import SecretBox
 from core.settings import Settings
 from core.temporal import start_job
 from workflow_defs.schema import WorkflowDefinition
+from workflow_defs.tree import exported_ids
 
 
 async def original_input(temporal: TemporalLink, job_id: str) -> InterpreterInput:
@@ -78,6 +80,26 @@ def reusable_outputs(
     return reused
 
 
+def reusable_exports(
+    definition: WorkflowDefinition, row: Job, reused: dict[str, object]
+) -> dict[str, object]:
+    """The recorded outputs of the branch steps of each reused parallel (referable by id after
+    it, so the new run must have them too)."""
+    exported = {
+        inner: step.id
+        for step in definition.steps
+        if step.id in reused
+        for inner in exported_ids(step)
+    }
+    return {
+        r["id"]: r.get("output")
+        for r in (row.job_metadata or {}).get("steps", [])
+        if isinstance(r, dict)
+        and exported.get(str(r.get("id"))) == r.get("parent")
+        and r.get("status") == "completed"
+    }
+
+
 def reusable_items(row: Job, from_step: str | None) -> dict[str, dict[str, object]]:
     """A failed foreach rerun from itself keeps the items that completed (a redrive)."""
     for record in (row.job_metadata or {}).get("steps", []):
@@ -90,6 +112,49 @@ def reusable_items(row: Job, from_step: str | None) -> dict[str, dict[str, objec
         ):
             return {str(from_step): record["summary"]["item_outputs"]}
     return {}
+
+
+async def carried_webhook(
+    settings: Settings, engine: Engine, original: InterpreterInput, job_id: str, new_id: str
+) -> tuple[WebhookTarget | None, JobSecret | None]:
+    """The original's completion webhook for a job made from it (rerun, fork), with its own
+    copy of the original's secret."""
+    webhook = original.webhook
+    if webhook is None or webhook.secret_ref != f"job:{job_id}":
+        return webhook, None
+    stored = await asyncio.to_thread(db.get_job_secret, engine, job_id)
+    if not stored:
+        # Deleted once the original's completion delivery ended. Signing with any other
+        # secret would only fail the receiver's check for a day, so the new job sends none.
+        return None, None
+    sealed = SecretBox.from_settings(settings).reseal(stored)
+    return (
+        webhook.model_copy(update={"secret_ref": f"job:{new_id}"}),
+        JobSecret(job_id=new_id, webhook_secret=sealed),
+    )
+
+
+def derived_row(row: Job, new_id: str, caller: Caller, webhook: bool, **fields: Any) -> Job:
+    """The queued row of a job made from `row` (a rerun, a fork): its labels, the caller as
+    owner; `fields` set or replace columns (a fork's input and links)."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "job_id": new_id,
+        "workflow_name": row.workflow_name,
+        "workflow_version": row.workflow_version,
+        "status": "queued",
+        "input_data": row.input_data,
+        "webhook_url": row.webhook_url if webhook else None,
+        "owner": caller.name,
+        "user_id": row.user_id,
+        "username": row.username,
+        "action": row.action,
+        "priority": row.priority,
+        "debug_mode": row.debug_mode,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return Job(**{**values, **fields})
 
 
 async def rerun_job(
@@ -118,48 +183,18 @@ async def rerun_job(
     original = await original_input(temporal, job_id)
     definition = WorkflowDefinition.model_validate(original.definition.definition)
     reuse = reusable_outputs(definition, row, from_step)
+    exports = reusable_exports(definition, row, reuse)
     items = reusable_items(row, from_step)
 
-    webhook = original.webhook
-    secret = None
-    if webhook is not None and webhook.secret_ref == f"job:{job_id}":
-        stored = await asyncio.to_thread(db.get_job_secret, engine, job_id)
-        if stored:
-            sealed = SecretBox.from_settings(settings).reseal(stored)
-            secret = JobSecret(job_id=new_id, webhook_secret=sealed)
-            webhook = webhook.model_copy(update={"secret_ref": f"job:{new_id}"})
-        else:
-            # Deleted once the original's completion delivery ended. Signing with any other
-            # secret would only fail the receiver's check for a day, so the rerun sends none.
-            webhook = None
-    now = utcnow()
-    await asyncio.to_thread(
-        db.insert_job,
-        engine,
-        Job(
-            job_id=new_id,
-            workflow_name=row.workflow_name,
-            workflow_version=row.workflow_version,
-            status="queued",
-            input_data=row.input_data,
-            webhook_url=row.webhook_url if webhook is not None else None,
-            owner=caller.name,
-            user_id=row.user_id,
-            username=row.username,
-            action=row.action,
-            priority=row.priority,
-            debug_mode=row.debug_mode,
-            created_at=now,
-            updated_at=now,
-        ),
-        secret,
-    )
+    webhook, secret = await carried_webhook(settings, engine, original, job_id, new_id)
+    new_row = derived_row(row, new_id, caller, webhook is not None)
+    await asyncio.to_thread(db.insert_job, engine, new_row, secret)
     inp = InterpreterInput(
         job_id=new_id,
         definition=original.definition,
         input_data=original.input_data,
         webhook=webhook,
-        options=RunOptions(reuse_steps=reuse, reuse_items=items),
+        options=RunOptions(reuse_steps=reuse, reuse_exported=exports, reuse_items=items),
         labels=original.labels,
     )
     try:
@@ -176,7 +211,7 @@ async def rerun_job(
             f"could not start the rerun in Temporal: {type(exc).__name__}"
         ) from exc
     redriven = [f"{step}[{i}]" for step, outputs in items.items() for i in outputs]
-    return _accepted(row, now, new_id), [*reuse, *redriven], False
+    return _accepted(row, new_row.created_at, new_id), [*reuse, *redriven], False
 
 
 def _accepted(row: Job, created: datetime, job_id: str | None = None) -> JobAccepted:

@@ -90,6 +90,27 @@ class TemporalRef(BaseModel):
     ui_url: str
 
 
+class ForkStep(BaseModel):
+    action: Literal["reused", "rerun", "overridden"]
+    why: str
+
+
+class ForkInfo(BaseModel):
+    """How a fork relates to the run it was forked from (POST /jobs/{id}/fork)."""
+
+    parent: str = Field(description="The job it was forked from.")
+    from_step: str | None = None
+    reason: str | None = None
+    definition_version: str | None = Field(
+        default=None, description="The version of the definition the fork runs."
+    )
+    steps: dict[str, ForkStep] = Field(
+        default_factory=dict,
+        description="Per top-level step: reused (the parent's output), overridden "
+        "(output_overrides) or rerun, and why.",
+    )
+
+
 class JobView(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -168,6 +189,9 @@ class JobView(BaseModel):
     )
     parent_job_id: str | None = Field(
         default=None, description="For a job a sub_workflow step started: the parent job."
+    )
+    fork: ForkInfo | None = Field(
+        default=None, description="For a fork (POST /jobs/{id}/fork): its parent and plan."
     )
     workflow_task_attempts: int | None = Field(
         default=None,

@@ -93,13 +93,34 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _fork_arguments(jobs: argparse.ArgumentParser) -> None:
+    """The flags of `llmflow jobs fork` (the body of POST /jobs/{id}/fork)."""
+    jobs.add_argument("--input-patch", help="fork: a JSON merge patch onto the input")
+    jobs.add_argument(
+        "--definition", help="fork: original (default), latest, or a version such as 3.1.0"
+    )
+    jobs.add_argument(
+        "--step-override",
+        action="append",
+        metavar="STEP=JSON",
+        help='fork: merge JSON into a step\'s definition, e.g. b=\'{"config": {"temperature": 0}}\'',
+    )
+    jobs.add_argument(
+        "--output-override",
+        action="append",
+        metavar="STEP=JSON",
+        help="fork: don't run STEP, use JSON as its output",
+    )
+    jobs.add_argument("--reason", help="fork: why (kept with the new job)")
+
+
 def _cmd_jobs(args: argparse.Namespace) -> int:
     """Read the mirror (DATABASE_URL) directly: works with the gateway down."""
     from core import cli_jobs, db
     from core.settings import get_settings
 
     settings = get_settings()
-    needs_id = args.action in ("show", "watch", "cancel", "rerun")
+    needs_id = args.action in ("show", "watch", "cancel", "rerun", "fork")
     if needs_id and not args.job_id:
         print(f"usage: llmflow jobs {args.action} <job_id>", file=sys.stderr)
         return 2
@@ -125,6 +146,8 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
             return _exit_now(
                 asyncio.run(cli_jobs.rerun_job(settings, engine, args.job_id, args.from_step))
             )
+        if args.action == "fork":
+            return _exit_now(asyncio.run(cli_jobs.fork_job(settings, engine, args.job_id, args)))
         if args.action == "show":
             row = db.get_job(engine, args.job_id)
             if row is None:
@@ -340,12 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     oas.add_argument("-o", "--output", help="write it to this file instead of stdout")
     oas.set_defaults(func=_cmd_openapi)
     jobs = sub.add_parser(
-        "jobs", help="list jobs from the mirror; show, watch, cancel or rerun one"
+        "jobs", help="list jobs from the mirror; show, watch, cancel, rerun or fork one"
     )
     jobs.add_argument(
         "action",
         nargs="?",
-        choices=["list", "show", "watch", "cancel", "rerun"],
+        choices=["list", "show", "watch", "cancel", "rerun", "fork"],
         default="list",
     )
     jobs.add_argument("job_id", nargs="?")
@@ -353,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--workflow", help="filter by workflow name")
     jobs.add_argument("--limit", type=int, default=20)
     jobs.add_argument("--json", action="store_true", help="the raw rows (list, show)")
-    jobs.add_argument("--from-step", help="rerun: reuse the outputs of the steps before it")
+    jobs.add_argument("--from-step", help="rerun, fork: reuse the outputs of the steps before it")
+    _fork_arguments(jobs)
     jobs.set_defaults(func=_cmd_jobs)
     dbp = sub.add_parser("db", help="the mirror's schema: upgrade it to head, or show its revision")
     dbp.add_argument("action", choices=["upgrade", "current"])

@@ -188,3 +188,64 @@ async def rerun_job(settings: Settings, engine: Any, job_id: str, from_step: str
     if reused:
         print(f"reusing the outputs of: {', '.join(reused)}", file=sys.stderr)
     return EXIT_OK
+
+
+async def fork_job(settings: Settings, engine: Any, job_id: str, args: Any) -> int:
+    """`llmflow jobs fork <id>`: the body of POST /jobs/{id}/fork from flags; prints the new
+    job id, then per step what the fork does and why (stderr)."""
+    from pydantic import ValidationError
+
+    from api import fork_service, job_service
+    from api.auth import Caller
+    from api.fork_plan import PlanError
+    from api.fork_schemas import ForkRequest
+    from api.temporal_link import TemporalLink
+    from workflow_defs.catalog import load_catalog
+
+    def by_step(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for pair in pairs or []:
+            step_id, sep, text = pair.partition("=")
+            if not sep:
+                raise ValueError(f"{flag} takes STEP=JSON, got {pair!r}")
+            found[step_id] = json.loads(text)
+        return found
+
+    definition = args.definition or "original"
+    try:
+        body = ForkRequest(
+            from_step=args.from_step,
+            input_patch=json.loads(args.input_patch) if args.input_patch else {},
+            definition=definition
+            if definition in ("original", "latest")
+            else {"version": definition},
+            step_overrides=by_step(args.step_override, "--step-override"),
+            output_overrides=by_step(args.output_override, "--output-override"),
+            reason=args.reason,
+        )
+    except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
+        print(f"llmflow jobs fork: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        accepted, _ = await fork_service.fork_job(
+            job_id,
+            body,
+            settings=settings,
+            engine=engine,
+            catalog=load_catalog(settings),
+            temporal=TemporalLink(settings),
+            caller=Caller("cli", admin=True),
+        )
+    except job_service.NotFound as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except PlanError as exc:
+        print(f"job {job_id}: {'.'.join(exc.loc)}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (job_service.Conflict, job_service.ServiceUnavailable) as exc:
+        print(f"job {job_id}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(accepted.job_id)
+    for step_id, planned in accepted.fork.steps.items():
+        print(f"{step_id}: {planned.action} ({planned.why})", file=sys.stderr)
+    return EXIT_OK

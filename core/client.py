@@ -24,6 +24,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from api.fork_schemas import ForkAccepted, ForkList, ForkRequest, RunComparison
 from api.schemas import CancelAccepted, JobAccepted, JobCreate, JobView, RerunAccepted
 from core.contracts import TERMINAL_STATUSES
 
@@ -336,6 +337,26 @@ class LlmflowClient:
         return await self._model(
             RerunAccepted, "POST", f"/jobs/{_segment(job_id)}/rerun", json=body, headers=headers
         )
+
+    async def fork(
+        self, job_id: str, body: ForkRequest | None = None, *, idempotency_key: str | None = None
+    ) -> ForkAccepted:
+        """`POST /jobs/{job_id}/fork`: a new job with edits (input patch, definition version,
+        step overrides, given outputs); `fork.steps` says what it reuses and runs again."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        payload = (body or ForkRequest()).model_dump(mode="json", exclude_unset=True)
+        return await self._model(
+            ForkAccepted, "POST", f"/jobs/{_segment(job_id)}/fork", json=payload, headers=headers
+        )
+
+    async def forks(self, job_id: str) -> ForkList:
+        """`GET /jobs/{job_id}/forks`: the jobs forked from it, oldest first."""
+        return await self._model(ForkList, "GET", f"/jobs/{_segment(job_id)}/forks")
+
+    async def compare(self, job_id: str, other_id: str) -> RunComparison:
+        """`GET /jobs/{job_id}/compare/{other_id}`: the two runs step by step."""
+        path = f"/jobs/{_segment(job_id)}/compare/{_segment(other_id)}"
+        return await self._model(RunComparison, "GET", path)
 
     async def approve(
         self,

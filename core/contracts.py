@@ -50,6 +50,9 @@ class WebhookTarget(BaseModel):
 class RunOptions(BaseModel):
     # Outputs recorded by an earlier run, reused instead of re-running those steps (rerun).
     reuse_steps: dict[str, Any] = Field(default_factory=dict)
+    # The recorded outputs of a reused parallel's branch steps, by id: they stay referable
+    # after the parallel, so a later step that reads one must find it (rerun).
+    reuse_exported: dict[str, Any] = Field(default_factory=dict)
     # A failed foreach rerun from itself: the outputs of the items that completed, by foreach
     # path and item index; only the failed and unrun items run again.
     reuse_items: dict[str, dict[str, Any]] = Field(default_factory=dict)

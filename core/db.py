@@ -337,6 +337,16 @@ def get_jobs(engine: Engine, job_ids: list[str]) -> dict[str, Job]:
         return {row.job_id: row for row in rows}
 
 
+def list_forks(engine: Engine, job_id: str, owner: str | None = None) -> list[Job]:
+    """The jobs forked from `job_id`, oldest first; `owner`: only that key's (None: all)."""
+    with Session(engine) as session:
+        query = select(Job).where(Job.fork_of == job_id, Job.deleted_at.is_(None))  # type: ignore[union-attr]
+        if owner is not None:
+            query = query.where(Job.owner == owner)
+        query = query.order_by(Job.created_at, Job.job_id)  # type: ignore[arg-type]
+        return list(session.exec(query).all())
+
+
 def job_versions(engine: Engine, job_ids: list[str]) -> dict[str, datetime]:
     """updated_at of each existing job among `job_ids`: one light query, no row objects. Every
     write of a job row (upsert, insert, touch) moves it, so an equal value means an unchanged

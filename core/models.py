@@ -30,6 +30,8 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_owner_created", "owner", "created_at"),
         # The unfiltered list: its order and keyset cursor, and the `since` bound.
         Index("ix_jobs_created", "created_at", "job_id"),
+        # GET /jobs/{id}/forks: a run's forks, oldest first.
+        Index("ix_jobs_fork_of_created", "fork_of", "created_at"),
     )
 
     job_id: str = Field(primary_key=True, max_length=200)
@@ -60,6 +62,12 @@ class Job(SQLModel, table=True):
     debug_mode: bool | None = None
     # The job whose sub_workflow step started this one.
     parent_job_id: str | None = Field(default=None, max_length=200)
+    # POST /jobs/{id}/fork: the run this one was forked from, where, why, and per step what
+    # the fork reused, overrode or ran again (`{"definition": …, "steps": {id: {action, why}}}`).
+    fork_of: str | None = Field(default=None, max_length=200)
+    forked_from_step: str | None = Field(default=None, max_length=500)
+    fork_reason: str | None = Field(default=None, sa_column=Column(Text))
+    fork_plan: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON_DOC))
     # Since when the job waits for an approval or an event; null when it does not.
     waiting_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # Removed from the job list by DELETE /jobs/bulk; the row (and Temporal's history) stays.

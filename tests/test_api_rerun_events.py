@@ -65,6 +65,33 @@ async def test_rerun_from_a_step_reuses_earlier_outputs(
     assert missing.status_code == 404
 
 
+async def test_rerun_after_a_reused_parallel_gives_its_branch_steps_outputs_back(
+    temporal_client: Client, settings: Settings, engine: Engine
+) -> None:
+    """emergency_contacts 3.1.0 fetches in one `parallel` (gather) and format_places_data
+    reads its branch steps by id: rerun from there reuses gather, and the branch steps'
+    recorded outputs come back with it (they were missing: empty places)."""
+    from tests.test_fork import CONTACTS_RUN, no_keys
+
+    offline = no_keys(settings)
+    run = {**CONTACTS_RUN, "workflow_version": "3.1.0"}
+    async with harness.running_worker(temporal_client, offline, engine):
+        async with gateway(offline, engine=engine, temporal_client=temporal_client) as api:
+            parent = await poll(api, (await api.post("/api/v1/jobs", json=run)).json()["job_id"])
+            answer = await api.post(
+                f"/api/v1/jobs/{parent['job_id']}/rerun", json={"from_step": "format_places_data"}
+            )
+            child = await poll(api, answer.json()["job_id"])
+    assert child["status"] == "completed"
+    records = {s["id"]: s for s in child["metadata"]["steps"]}
+    parents = {s["id"]: s for s in parent["metadata"]["steps"]}
+    assert "output reused from an earlier run" in records["gather"]["warnings"]
+    assert "fetch_hospitals" not in records  # not run again
+    places = records["format_places_data"]["output"]
+    assert places == parents["format_places_data"]["output"]
+    assert "hospital" in json.dumps(places).lower()
+
+
 async def test_rerun_with_the_same_idempotency_key_returns_the_same_job(
     temporal_client: Client, settings: Settings, engine: Engine, upstream: FakeHTTPServer
 ) -> None:

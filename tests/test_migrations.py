@@ -103,6 +103,7 @@ def test_models_and_migrations_agree(engine: Engine) -> None:
         assert sorted((t, c) for t, c, _ in kinds) == [
             ("alerts", "details"),
             ("jobs", "error"),
+            ("jobs", "fork_plan"),
             ("jobs", "input_data"),
             ("jobs", "metadata"),
             ("jobs", "output"),
@@ -112,6 +113,7 @@ def test_models_and_migrations_agree(engine: Engine) -> None:
     assert indexes["ix_jobs_status_created"] == ["status", "created_at"]
     assert indexes["ix_jobs_workflow_created"] == ["workflow_name", "created_at"]
     assert indexes["ix_jobs_created"] == ["created_at", "job_id"]
+    assert indexes["ix_jobs_fork_of_created"] == ["fork_of", "created_at"]
 
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

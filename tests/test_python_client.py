@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
+from api.fork_schemas import ForkRequest
 from api.schemas import CancelAccepted, JobAccepted, JobView, RerunAccepted
 from core.client import LlmflowClient, LlmflowError, ServerSentEvent, WaitTimeout, parse_sse
 from core.settings import Settings
@@ -175,6 +176,24 @@ async def test_send_event_and_rerun(client: LlmflowClient) -> None:
     assert isinstance(rerun, RerunAccepted) and rerun.rerun_of == done.job_id
     assert rerun.reused_steps == ["explain", "bullet_text"]
     assert (await client.wait(rerun.job_id, timeout=60)).status == "completed"
+
+
+async def test_fork_forks_and_compare(client: LlmflowClient) -> None:
+    done = await client.submit("quickstart", {"topic": "forks"})
+    await client.wait(done.job_id, timeout=60)
+    fork = await client.fork(done.job_id, ForkRequest(input_patch={"topic": "spoons"}))
+    finished = await client.wait(fork.job_id, timeout=60)
+    listed = await client.forks(done.job_id)
+    compared = await client.compare(done.job_id, fork.job_id)
+    with pytest.raises(LlmflowError) as bad:
+        await client.fork(done.job_id, ForkRequest(from_step="nope"))
+
+    assert fork.fork.parent == done.job_id and fork.fork.steps["explain"].action == "rerun"
+    assert finished.status == "completed" and finished.output["topic"] == "spoons"
+    assert finished.fork is not None and finished.fork.parent == done.job_id
+    assert [f.job_id for f in listed.items] == [fork.job_id]
+    assert compared.other_job_id == fork.job_id and compared.output_changed
+    assert bad.value.status_code == 422 and ["body", "from_step"] in bad.value.fields
 
 
 async def test_error_answers_raise_with_the_api_error_and_field(

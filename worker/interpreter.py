@@ -256,6 +256,7 @@ class InterpreterWorkflow:
                 record.status = "completed"
                 record.output = self.inp.options.reuse_steps[step.id]
                 record.warnings.append("output reused from an earlier run")
+                self._restore_exported(step, scope)
             else:
                 budget = getattr(step, "budget", None)
                 if budget is not None and step.blocks():
@@ -345,6 +346,19 @@ class InterpreterWorkflow:
         progress.steps[path] = "running"
         progress.running.append(path)
         workflow.set_current_details(self._details())
+
+    def _restore_exported(self, step: Any, scope: Scope) -> None:
+        """A reused parallel's branch steps did not run here, yet later steps read them by id:
+        give them the outputs the earlier run recorded."""
+        kept = self.inp.options.reuse_exported
+        for block in step.blocks() if step.type == "parallel" else ():
+            for inner in block.steps:
+                if inner.id in kept:
+                    output = kept[inner.id]
+                    content = output.get("content", output) if isinstance(output, dict) else output
+                    scope.steps[inner.id] = step_view(
+                        output, "completed", None, inner.outputs, content
+                    )
 
     def _finish(
         self, record: StepRecord, step: Any, at: StepAt, content: Any, started: datetime

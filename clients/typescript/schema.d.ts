@@ -323,6 +323,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/jobs/{job_id}/fork": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Fork Job
+         * @description A new job from a finished one, with edits: an input patch, another definition version,
+         *     step overrides and given step outputs. Steps before `from_step` reuse the parent's outputs
+         *     unless what they read changed; `fork.steps` says per step what the fork does and why.
+         */
+        post: operations["fork_job_api_v1_jobs__job_id__fork_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/{job_id}/forks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Forks
+         * @description The jobs forked from this one (that this key may see), oldest first.
+         */
+        get: operations["list_forks_api_v1_jobs__job_id__forks_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/{job_id}/compare/{other_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Compare Jobs
+         * @description Two runs step by step (by path): status, tokens, cost and duration on each side, and
+         *     whether the step's output changed, from the mirror's step records.
+         */
+        get: operations["compare_jobs_api_v1_jobs__job_id__compare__other_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workflow": {
         parameters: {
             query?: never;
@@ -805,6 +868,11 @@ export interface components {
             /** Latency Ms */
             latency_ms?: number | null;
         };
+        /** DefinitionVersion */
+        DefinitionVersion: {
+            /** Version */
+            version: string;
+        };
         /** DetailedComponents */
         DetailedComponents: {
             database: components["schemas"]["DatabaseHealth"];
@@ -909,6 +977,179 @@ export interface components {
             budget?: components["schemas"]["BudgetSpec"] | null;
         } & {
             [key: string]: unknown;
+        };
+        /**
+         * ForkAccepted
+         * @example {
+         *       "created_at": "2026-11-22T07:41:48.122899Z",
+         *       "job_id": "c992be29-936c-45f1-852a-53a7ccc7b631",
+         *       "status": "queued",
+         *       "workflow_name": "quickstart",
+         *       "workflow_version": "1.0.0"
+         *     }
+         */
+        ForkAccepted: {
+            /** Job Id */
+            job_id: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "queued" | "running" | "completed" | "failed" | "cancelled" | "timed_out";
+            /** Workflow Name */
+            workflow_name: string;
+            /** Workflow Version */
+            workflow_version: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            fork: components["schemas"]["ForkInfo"];
+        };
+        /**
+         * ForkInfo
+         * @description How a fork relates to the run it was forked from (POST /jobs/{id}/fork).
+         */
+        ForkInfo: {
+            /**
+             * Parent
+             * @description The job it was forked from.
+             */
+            parent: string;
+            /** From Step */
+            from_step?: string | null;
+            /** Reason */
+            reason?: string | null;
+            /**
+             * Definition Version
+             * @description The version of the definition the fork runs.
+             */
+            definition_version?: string | null;
+            /**
+             * Steps
+             * @description Per top-level step: reused (the parent's output), overridden (output_overrides) or rerun, and why.
+             */
+            steps?: {
+                [key: string]: components["schemas"]["ForkStep"];
+            };
+        };
+        /** ForkList */
+        ForkList: {
+            /** Items */
+            items: components["schemas"]["ForkSummary"][];
+        };
+        /**
+         * ForkRequest
+         * @example {
+         *       "definition": "original",
+         *       "from_step": "generate_contacts",
+         *       "input_patch": {
+         *         "family_size": 6
+         *       },
+         *       "output_overrides": {
+         *         "fetch_weather": {
+         *           "data": {
+         *             "current": {
+         *               "temp_c": 30
+         *             }
+         *           }
+         *         }
+         *       },
+         *       "reason": "a bigger household, a cooler model",
+         *       "step_overrides": {
+         *         "generate_contacts": {
+         *           "config": {
+         *             "temperature": 0
+         *           }
+         *         }
+         *       }
+         *     }
+         */
+        ForkRequest: {
+            /**
+             * From Step
+             * @description Run again from here (a step id, or a path into a foreach such as `enrich[3].summarize`: items before 3 are reused). Earlier steps reuse the parent's outputs unless what they read changed. Omit: every step is reused unless what it reads or its definition changed.
+             */
+            from_step?: string | null;
+            /**
+             * Input Patch
+             * @description A JSON merge patch (RFC 7386) onto the parent's input; null removes a field. The result is checked against the definition's inputs.
+             */
+            input_patch?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Definition
+             * @description `original`: the parent's definition snapshot; `latest`: the newest loaded version; `{version}`: that version. Steps are matched by id.
+             * @default original
+             */
+            definition: ("original" | "latest") | components["schemas"]["DefinitionVersion"];
+            /**
+             * Step Overrides
+             * @description Per step id, a merge patch onto that step's definition, e.g. `{"config": {"model": "…"}}`; the result is validated like any definition.
+             */
+            step_overrides?: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+            /**
+             * Output Overrides
+             * @description Per top-level step id, its output: the step is not run.
+             */
+            output_overrides?: {
+                [key: string]: unknown;
+            };
+            /** Reason */
+            reason?: string | null;
+        };
+        /** ForkStep */
+        ForkStep: {
+            /**
+             * Action
+             * @enum {string}
+             */
+            action: "reused" | "rerun" | "overridden";
+            /** Why */
+            why: string;
+        };
+        /** ForkSummary */
+        ForkSummary: {
+            /** Job Id */
+            job_id: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "queued" | "running" | "completed" | "failed" | "cancelled" | "timed_out";
+            /** Workflow Name */
+            workflow_name: string;
+            /** Workflow Version */
+            workflow_version: string;
+            /** Error Type */
+            error_type?: string | null;
+            /** Error Message */
+            error_message?: string | null;
+            /** Priority */
+            priority?: number | null;
+            /** User Id */
+            user_id?: string | null;
+            /** Username */
+            username?: string | null;
+            /** Action */
+            action?: string | null;
+            /** Created At */
+            created_at?: string | null;
+            /** Started At */
+            started_at?: string | null;
+            /** Completed At */
+            completed_at?: string | null;
+            /** Duration Ms */
+            duration_ms?: number | null;
+            /** Waiting Since */
+            waiting_since?: string | null;
+            fork?: components["schemas"]["ForkInfo"] | null;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -1248,6 +1489,8 @@ export interface components {
              * @description For a job a sub_workflow step started: the parent job.
              */
             parent_job_id?: string | null;
+            /** @description For a fork (POST /jobs/{id}/fork): its parent and plan. */
+            fork?: components["schemas"]["ForkInfo"] | null;
             /**
              * Workflow Task Attempts
              * @description Set while Temporal keeps retrying the run's workflow task (a bug or a payload Temporal refuses): the job is stuck until an operator fixes and resets it.
@@ -1436,6 +1679,8 @@ export interface components {
              * @description For a job a sub_workflow step started: the parent job.
              */
             parent_job_id?: string | null;
+            /** @description For a fork (POST /jobs/{id}/fork): its parent and plan. */
+            fork?: components["schemas"]["ForkInfo"] | null;
             /**
              * Workflow Task Attempts
              * @description Set while Temporal keeps retrying the run's workflow task (a bug or a payload Temporal refuses): the job is stuck until an operator fixes and resets it.
@@ -1536,6 +1781,36 @@ export interface components {
              */
             from_step?: string | null;
         };
+        /** RunComparison */
+        RunComparison: {
+            /** Job Id */
+            job_id: string;
+            /** Other Job Id */
+            other_job_id: string;
+            job: components["schemas"]["RunTotals"];
+            other: components["schemas"]["RunTotals"];
+            /** Output Changed */
+            output_changed: boolean;
+            /** Steps */
+            steps: components["schemas"]["StepComparison"][];
+        };
+        /** RunTotals */
+        RunTotals: {
+            /** Status */
+            status: string;
+            /**
+             * Tokens
+             * @default 0
+             */
+            tokens: number;
+            /**
+             * Cost Usd
+             * @default 0
+             */
+            cost_usd: number;
+            /** Duration Ms */
+            duration_ms?: number | null;
+        };
         /** RunsHealth */
         RunsHealth: {
             /**
@@ -1578,6 +1853,41 @@ export interface components {
              * @default false
              */
             replayed: boolean;
+        };
+        /** StepComparison */
+        StepComparison: {
+            /** Path */
+            path: string;
+            /** Type */
+            type?: string | null;
+            /** @description None: the step has no record here. */
+            job?: components["schemas"]["StepSide"] | null;
+            other?: components["schemas"]["StepSide"] | null;
+            /** Output Changed */
+            output_changed: boolean;
+        };
+        /** StepSide */
+        StepSide: {
+            /** Status */
+            status?: string | null;
+            /**
+             * Tokens
+             * @default 0
+             */
+            tokens: number;
+            /**
+             * Cost Usd
+             * @default 0
+             */
+            cost_usd: number;
+            /** Duration Ms */
+            duration_ms?: number | null;
+            /**
+             * Reused
+             * @description Its output came from an earlier run.
+             * @default false
+             */
+            reused: boolean;
         };
         /** StepView */
         StepView: {
@@ -2599,6 +2909,149 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    fork_job_api_v1_jobs__job_id__fork_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe submits: the same key with the same body returns the same job (200, header `Idempotent-Replayed: true`), also after it finished; the same key with a different body is rejected with 422. Keys are scoped per API key. */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ForkRequest"];
+            };
+        };
+        responses: {
+            /** @description Idempotent replay */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForkAccepted"];
+                };
+            };
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForkAccepted"];
+                };
+            };
+            /** @description Unknown job */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The job is still running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Unknown step (`from_step`, `step_overrides`, `output_overrides`), an input_patch the inputs refuse, an invalid overridden definition or an unknown definition version; `detail[].loc` names the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Temporal unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    list_forks_api_v1_jobs__job_id__forks_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForkList"];
+                };
+            };
+            /** @description Unknown job */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    compare_jobs_api_v1_jobs__job_id__compare__other_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+                other_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunComparison"];
+                };
+            };
+            /** @description Either job unknown */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
             };
         };
     };

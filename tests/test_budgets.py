@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -566,3 +567,43 @@ async def test_a_sub_workflow_child_may_spend_only_what_the_parent_has_left(
     assert spent_child["error"]["type"] == "BUDGET_EXCEEDED"
     assert spent_child["error"]["details"]["budget"]["budget"] == "submit budget.max_cost_usd"
     assert job["status"] == "failed" and job["error"]["step_id"] == "delegate"
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LLMFLOW_RECORD_HISTORIES"),
+    reason="set LLMFLOW_RECORD_HISTORIES=1 to re-record",
+)
+async def test_record_budgeted_history(
+    temporal_client: Client, settings: Settings, engine: Engine, fake_llm: MeteredLLM
+) -> None:
+    """A run that budgets steer (a loop stopped by ${context.cost_usd}, a fallback chosen and a
+    step skipped for budget), replayed in CI by tests/test_replay.py."""
+    fallback = llm("cheap", model="openai/gpt-4", budget={"max_cost_usd": 0.0005})
+    fallback["on_budget"] = "fallback"
+    fallback["config"]["fallbacks"] = [{"provider": "openrouter", "model": MINI}]
+    defn = workflow(
+        {
+            "id": "refine",
+            "type": "loop",
+            "budget": {"max_cost_usd": 0.01},
+            "config": {
+                "steps": [llm("draft", "echo: draft ${iteration}")],
+                "until": "${context.cost_usd} >= 0.001",
+                "max_iterations": 10,
+            },
+        },
+        fallback,
+        llm("costly", model="openai/gpt-4", budget={"max_cost_usd": 0.0001}, on_budget="skip"),
+        budget={"max_cost_usd": 0.05},
+    )
+    async with harness.running_worker(temporal_client, settings, engine):
+        handle = await harness.start(temporal_client, settings, harness.load(defn, settings))
+        result = await handle.result()
+        history = await handle.fetch_history()
+    assert result.status == "completed" and len(fake_llm.reported) == 4
+    (HISTORIES / "budgets.json").write_text(history.to_json() + "\n")

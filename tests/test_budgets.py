@@ -352,7 +352,14 @@ def held(name: str, budget: dict[str, Any] | None = None) -> dict[str, Any]:
 def api_settings(settings: Settings, tmp_path: Path) -> Settings:
     defs = tmp_path / "defs"
     shutil.copytree(REPO_DEFS, defs, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    for defn in (held("held_budgeted", {"max_cost_usd": 0.5}), held("held_free")):
+    spend_events = workflow(
+        llm("one"),
+        {"id": "pause", "type": "wait", "config": {"seconds": 1}},
+        llm("two"),
+        budget={"max_cost_usd": 0.5},
+    )
+    spend_events["name"] = "spend_events"
+    for defn in (held("held_budgeted", {"max_cost_usd": 0.5}), held("held_free"), spend_events):
         (defs / f"{defn['name']}.json").write_text(json.dumps(defn))
     return settings.model_copy(
         update={
@@ -567,6 +574,44 @@ async def test_a_sub_workflow_child_may_spend_only_what_the_parent_has_left(
     assert spent_child["error"]["type"] == "BUDGET_EXCEEDED"
     assert spent_child["error"]["details"]["budget"]["budget"] == "submit budget.max_cost_usd"
     assert job["status"] == "failed" and job["error"]["step_id"] == "delegate"
+
+
+async def test_step_events_carry_the_spend_so_far(
+    temporal_client: Client, api_settings: Settings, engine: Engine, fake_llm: MeteredLLM
+) -> None:
+    async with harness.running_worker(temporal_client, api_settings, engine):
+        async with gateway(api_settings, engine=engine, temporal_client=temporal_client) as api:
+            job_id = (
+                await api.post("/api/v1/jobs", json={"workflow_name": "spend_events"}, headers=OPS)
+            ).json()["job_id"]
+            events = await read_events(api, job_id, OPS)
+
+    steps = [d for name, d in events if name == "step"]
+    job = next(d for name, d in events if name == "job")
+    costs = [d["spent"]["cost_usd"] for d in steps]
+    assert costs == sorted(costs)  # the spend so far never goes down
+    one = next(d for d in steps if d["path"] == "one" and d["phase"] == "finished")
+    assert one["spent"]["cost_usd"] >= round(cost_usd(fake_llm.reported[0][1], MINI)[0], 6)
+    assert steps[-1]["spent"] == {
+        "tokens": job["metadata"]["total_tokens"],
+        "cost_usd": job["metadata"]["total_cost_usd"],
+    }
+    assert job["metadata"]["total_cost_usd"] == fake_llm.total_cost()
+
+
+async def read_events(
+    api: httpx.AsyncClient, job_id: str, headers: dict[str, str]
+) -> list[tuple[str, Any]]:
+    events: list[tuple[str, Any]] = []
+    async with api.stream("GET", f"/api/v1/jobs/{job_id}/events", headers=headers) as resp:
+        assert resp.status_code == 200
+        name = ""
+        async for line in resp.aiter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
 
 
 # --- replay ----------------------------------------------------------------------------------

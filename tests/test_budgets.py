@@ -652,3 +652,42 @@ async def test_record_budgeted_history(
         history = await handle.fetch_history()
     assert result.status == "completed" and len(fake_llm.reported) == 4
     (HISTORIES / "budgets.json").write_text(history.to_json() + "\n")
+
+
+# --- units -----------------------------------------------------------------------------------
+
+
+def test_the_worst_case_covers_repairs_and_prices_what_the_table_knows() -> None:
+    def estimate(**kw: Any) -> Any:
+        args: dict[str, Any] = {
+            "provider": "openrouter",
+            "model": MINI,
+            "prompt": "héllo",  # 6 bytes in UTF-8
+            "system_prompt": "be brief",  # 8 bytes
+            "max_tokens": 100,
+            "response_format": None,
+            "max_repairs": 2,
+        }
+        return estimate_call(**{**args, **kw})
+
+    text = estimate()
+    assert text.tokens == (6 + 8 + 32) + 100
+    assert text.cost_usd == round(((6 + 8 + 32) * 0.15 + 100 * 0.60) / 1_000_000, 8)
+    # JSON: up to 3 calls, the 2nd and 3rd re-sending the invalid reply and a repair turn.
+    json_call = estimate(response_format="json")
+    assert json_call.tokens == 3 * 46 + (100 + 1024) * 3 + 3 * 100
+    assert estimate(provider="mock").cost_usd == 0.0
+    assert estimate(model="acme/unknown").cost_usd is None
+    assert estimate(model="acme/unknown", max_cost_usd_per_call=0.25).cost_usd == 0.25
+
+
+async def test_a_budgeted_key_gets_503_when_its_spend_cannot_be_read(settings: Settings) -> None:
+    from api import key_budgets
+    from core.db import make_engine
+
+    unreachable = make_engine("postgresql://postgres@127.0.0.1:1/nowhere")
+    budgets = settings.model_copy(update={"api_key_budgets": {"web": 1.0}})
+    with pytest.raises(key_budgets.BudgetUnknown, match="daily budget of API key 'web'"):
+        await key_budgets.check("web", settings=budgets, engine=unreachable, temporal=None)  # type: ignore[arg-type]
+    # A key without a budget never reads the database.
+    await key_budgets.check("ops", settings=budgets, engine=unreachable, temporal=None)  # type: ignore[arg-type]

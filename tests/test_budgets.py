@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -364,12 +365,14 @@ def api_settings(settings: Settings, tmp_path: Path) -> Settings:
     return settings.model_copy(
         update={
             "workflow_defs_dir": defs,
-            "api_keys": ["web:web-key-0123456789", "ops:ops-key-5555555555"],
-            "api_key_budgets": {"web": 0.0004},
+            "api_keys": [f"{WEB_NAME}:web-key-0123456789", "ops:ops-key-5555555555"],
+            "api_key_budgets": {WEB_NAME: 0.0004},
         }
     )
 
 
+# Unique per run: a Postgres test database keeps earlier runs' jobs of the day.
+WEB_NAME = f"web{uuid.uuid4().hex[:8]}"
 WEB = {"Authorization": "Bearer web-key-0123456789"}
 OPS = {"Authorization": "Bearer ops-key-5555555555"}
 
@@ -463,7 +466,7 @@ async def test_a_key_over_its_daily_budget_gets_429_counting_running_jobs(
     body = second.json()
     assert body["error"] == "DailyBudgetExceeded"
     assert body["spent_usd"] == round(one_call, 6) and body["budget_usd"] == 0.0004
-    assert "web" in body["message"] and "0.0004" in body["message"]
+    assert WEB_NAME in body["message"] and "0.0004" in body["message"]
     assert other_key.status_code == 202  # the budget is per key
     # Once the job ended its row carries the spend: still over the budget.
     assert after.status_code == 429 and after.json()["spent_usd"] == round(one_call, 6)

@@ -113,8 +113,11 @@ async def follow(
         # What changed since the last view, in the order it happened (several steps can start
         # and end between two polls).
         for phase, path, now in _timeline(view, state.last_steps):
+            spent = _spent(view)
             if phase == "started":
-                yield state.emit("step", {"step_id": path, "path": path, "phase": "started"})
+                yield state.emit(
+                    "step", {"step_id": path, "path": path, "phase": "started", "spent": spent}
+                )
                 state.last_steps[path] = "running"
                 continue
             record = _record(view, path)
@@ -130,7 +133,14 @@ async def follow(
                 )
             yield state.emit(
                 "step",
-                {"step_id": path, "path": path, "phase": "finished", "status": now, **record},
+                {
+                    "step_id": path,
+                    "path": path,
+                    "phase": "finished",
+                    "status": now,
+                    **record,
+                    "spent": spent,
+                },
             )
             state.last_steps[path] = now
         for line in state.release(everything=terminal):
@@ -198,6 +208,16 @@ def _started_at(view: JobView) -> dict[str, datetime]:
         except ValueError:
             continue
     return dated
+
+
+def _spent(view: JobView) -> dict[str, Any]:
+    """The job's llm spend as of this view: the run's running total while it runs, the
+    result's totals once it ended."""
+    progress = view.progress or {}
+    if "cost_usd" in progress:
+        return {"tokens": progress.get("tokens", 0), "cost_usd": progress["cost_usd"]}
+    meta = view.metadata or {}
+    return {"tokens": meta.get("total_tokens", 0), "cost_usd": meta.get("total_cost_usd", 0.0)}
 
 
 def _streams(path: str, streamed: frozenset[str]) -> bool:

@@ -25,6 +25,7 @@ from temporalio.common import QueryRejectCondition
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import key_budgets
 from api.auth import Caller
 from api.fork_view import fork_info
 from api.pagination import BadCursor, decode_cursor, encode_cursor
@@ -32,6 +33,7 @@ from api.reconciler import failing_task_attempts, reconcile_row
 from api.schemas import JobAccepted, JobCreate, JobView, TemporalRef
 from api.temporal_link import TemporalLink, TemporalUnavailable
 from core import db, json_safety, tracing
+from core.budget import BudgetSpec
 from core.contracts import (
     INTERPRETER_WORKFLOW,
     TERMINAL_STATUSES,
@@ -40,6 +42,7 @@ from core.contracts import (
     JobResult,
     JobStatus,
     Progress,
+    RunOptions,
     WebhookTarget,
 )
 from core.errors import ErrorContext
@@ -112,6 +115,8 @@ def job_id_for(principal: str, idempotency_key: str) -> str:
 def request_hash(body: JobCreate) -> str:
     # The webhook secret stays out: a stored hash of it would allow guessing it offline.
     fields = body.model_dump(mode="json", exclude={"webhook_secret"})
+    if fields.get("budget") is None:
+        fields.pop("budget", None)  # hashes from before submits had a budget stay the same
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -142,6 +147,11 @@ async def submit_job(
     if loaded is None:
         raise NotFound(catalog.definitions.not_found(body.workflow_name, body.workflow_version))
     input_data = validate_input(loaded.definition, body.input_data)  # InputError → 422
+    _check_lowers(loaded.definition.budget, body.budget)
+    try:
+        await key_budgets.check(principal, settings=settings, engine=engine, temporal=temporal)
+    except key_budgets.BudgetUnknown as exc:
+        raise ServiceUnavailable(str(exc)) from None
     webhook = _webhook_target(body, settings, job_id)
 
     now = utcnow()
@@ -196,6 +206,7 @@ async def submit_job(
         definition=catalog.snapshot(loaded),
         input_data=input_data,
         webhook=webhook,
+        options=RunOptions(budget=body.budget),
         labels=JobLabels(
             user_id=body.user_id,
             username=body.username,
@@ -233,6 +244,18 @@ async def submit_job(
             created_at=now,
         )
     )
+
+
+def _check_lowers(defined: BudgetSpec | None, submitted: BudgetSpec | None) -> None:
+    if defined is None or submitted is None:
+        return
+    raised = defined.raised_by(submitted)
+    if raised is not None:
+        raise BadField(
+            f"budget.{raised}",
+            f"a submit may only lower the definition's budget: its {raised} is "
+            f"{getattr(defined, raised)}, the submit asks for {getattr(submitted, raised)}",
+        )
 
 
 def _webhook_target(body: JobCreate, settings: Settings, job_id: str) -> WebhookTarget | None:

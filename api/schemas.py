@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.budget import BudgetSpec
 from core.contracts import JobStatus
 
 
@@ -44,6 +45,13 @@ class JobCreate(BaseModel):
     debug_mode: bool = Field(
         default=False,
         description="Also send an `llm.step.completed` callback for every finished LLM step.",
+    )
+    budget: BudgetSpec | None = Field(
+        default=None,
+        description=(
+            "Caps this job's llm spend (max_cost_usd, max_tokens). It may lower the "
+            "definition's `budget`, never raise it (422 naming the field)."
+        ),
     )
 
 

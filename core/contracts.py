@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from core.budget import BudgetSpec
+
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled", "timed_out"]
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "timed_out"})
 StepStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
@@ -61,6 +63,8 @@ class RunOptions(BaseModel):
     # False where the namespace has no WorkflowName/WorkflowVersion/JobStatus attributes
     # (TEMPORAL_SEARCH_ATTRIBUTES=false): the job then sets and upserts none.
     search_attributes: bool = True
+    # The submit's `budget`: lowers the definition's (the gateway refuses one that raises it).
+    budget: BudgetSpec | None = None
 
 
 class JobLabels(BaseModel):
@@ -191,6 +195,9 @@ class Progress(BaseModel):
     finished: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # When each step that ran so far started, by path (orders a live event stream).
     started: dict[str, str] = Field(default_factory=dict)
+    # The llm spend so far (exact: the sum of the usages the providers reported).
+    tokens: int = 0
+    cost_usd: float = 0.0
 
 
 class MirrorUpdate(BaseModel):
@@ -230,6 +237,8 @@ class ForeachBatchInput(BaseModel):
     # What the block may read: the namespace the foreach saw (input, steps, context).
     namespace: dict[str, Any]
     deadline: str  # the parent job's deadline, ISO 8601
+    # Under budgets: this batch's share of what is left of them (reserved in the parent).
+    budget: BudgetSpec | None = None
 
 
 class ForeachBatchResult(BaseModel):

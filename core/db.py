@@ -497,3 +497,22 @@ def job_status_counts(engine: Engine) -> list[tuple[str, str, int]]:
             Job.status, Job.workflow_name
         )
         return [(status, name, int(n)) for status, name, n in session.exec(query).all()]
+
+
+def owner_spend_since(engine: Engine, owner: str, since: datetime) -> tuple[float, list[str]]:
+    """What `owner`'s jobs created since `since` spent: the finished ones' total_cost_usd summed
+    in the database (their metadata holds every step: it is not read back), and the ids of the
+    ones still open, whose spend so far only their runs know."""
+    metadata = Job.__table__.c["metadata"]  # type: ignore[attr-defined]
+    recent = (Job.owner == owner) & (Job.created_at >= since)  # type: ignore[operator]
+    with Session(engine) as session:
+        total = session.exec(
+            select(func.coalesce(func.sum(metadata["total_cost_usd"].as_float()), 0.0)).where(
+                recent,
+                Job.status.in_(TERMINAL_STATUSES),  # type: ignore[attr-defined]
+            )
+        ).one()
+        open_ids = session.exec(
+            select(Job.job_id).where(recent, Job.status.notin_(TERMINAL_STATUSES))  # type: ignore[attr-defined]
+        ).all()
+    return float(total or 0.0), list(open_ids)

@@ -39,6 +39,8 @@ class ErrorType(StrEnum):
     EXPRESSION_ERROR = "EXPRESSION_ERROR"
     URL_BLOCKED = "URL_BLOCKED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    # An llm call that could cross a cost/token budget was not made.
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
     # The deployment is wrong (missing key, rejected credentials).
     CONFIG_ERROR = "CONFIG_ERROR"
     AUTH_ERROR = "AUTH_ERROR"
@@ -65,6 +67,7 @@ CATEGORY_OF: dict[ErrorType, ErrorCategory] = {
     ErrorType.EXPRESSION_ERROR: ErrorCategory.USER_ERROR,
     ErrorType.URL_BLOCKED: ErrorCategory.USER_ERROR,
     ErrorType.PAYLOAD_TOO_LARGE: ErrorCategory.USER_ERROR,
+    ErrorType.BUDGET_EXCEEDED: ErrorCategory.USER_ERROR,
     ErrorType.CONFIG_ERROR: ErrorCategory.CONFIG_ERROR,
     ErrorType.AUTH_ERROR: ErrorCategory.CONFIG_ERROR,
     ErrorType.UPSTREAM_REJECTED: ErrorCategory.EXTERNAL_ERROR,
@@ -90,6 +93,8 @@ class ErrorDetails(BaseModel):
     status_code: int | None = None
     inputs: Any = None
     config: Any = None
+    # BUDGET_EXCEEDED: which budget, its limit, the spend so far and the call's estimate.
+    budget: dict[str, Any] | None = None
     suggestions: list[str] = Field(default_factory=list)
 
 

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # see every job, not only their own.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # `name:usd` entries: what a key's jobs submitted today (UTC) may spend on llm calls;
+    # a submit once that is reached answers 429 (api/key_budgets.py).
+    api_key_budgets: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     strapi_webhook_secret: str | None = None
     strapi_webhook_token: str | None = None
     # The `strapi` service of services.json (external_api steps): the REST API root, e.g.
@@ -125,6 +128,23 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("api_key_budgets", mode="before")
+    @classmethod
+    def _parse_key_budgets(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        budgets: dict[str, float] = {}
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            name, sep, usd = entry.rpartition(":")
+            try:
+                amount = float(usd)
+            except ValueError:
+                amount = -1.0
+            if not sep or not name or amount < 0:
+                raise ValueError(f"API_KEY_BUDGETS entry {entry!r} is not name:usd")
+            budgets[name] = amount
+        return budgets
 
     @field_validator(
         "redis_url",

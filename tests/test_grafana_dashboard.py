@@ -309,6 +309,13 @@ async def test_every_dashboard_query_selects_an_exported_metric(
         for line in lines("llmflow_llm_tokens{")
     )
     assert any('result="hit"' in line for line in lines("llmflow_cache_requests{"))
+    # Dollars by workflow too, and the same dollars as the per-call histogram's sum.
+    [spent] = [line for line in lines("llmflow_cost_usd_total{") if 'provider="openrouter"' in line]
+    assert 'workflow="dashboard_metrics"' in spent and float(spent.rsplit(" ", 1)[1]) > 0
+    [per_call] = [
+        line for line in lines("llmflow_llm_cost_usd_sum{") if 'provider="openrouter"' in line
+    ]
+    assert float(spent.rsplit(" ", 1)[1]) == pytest.approx(float(per_call.rsplit(" ", 1)[1]))
     assert any(
         'step_type="external_api"' in line and 'workflow_name="dashboard_metrics"' in line
         for line in lines("llmflow_step_failures{")

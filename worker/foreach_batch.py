@@ -15,6 +15,7 @@ from datetime import datetime
 
 from temporalio import workflow
 
+from worker.budgets import Frame, Ledger
 from worker.interpreter import InterpreterWorkflow
 from worker.steps.base import Scope, StepFailed
 
@@ -35,6 +36,18 @@ class ForeachBatchWorkflow(InterpreterWorkflow):
         step = next(loc.step for loc in walk_steps(self.defn.steps) if loc.step.id == batch.step_id)
         cfg = step.config
         scope = Scope(dict(batch.namespace))
+        if batch.budget is not None:
+            # Spend starts from the parent's (what ${context.cost_usd} read); the batch is
+            # bounded by its share of the budgets above the foreach.
+            context = scope.namespace["context"] = dict(scope.namespace["context"])
+            self.ledger = Ledger(
+                context,
+                job=[
+                    Frame.of(batch.budget, f"batch share of the budgets over steps.{batch.step_id}")
+                ],
+                tokens=int(context.get("tokens") or 0),
+                cost_usd=float(context.get("cost_usd") or 0.0),
+            )
         result = ForeachBatchResult()
         indexes = batch.indexes or [batch.offset + n for n in range(len(batch.items))]
         for index, item in zip(indexes, batch.items, strict=True):
@@ -50,7 +63,7 @@ class ForeachBatchWorkflow(InterpreterWorkflow):
                 result.failures[index] = failed.context.model_dump(mode="json")
         records = self._children.get(batch.path, [])
         result.tokens = sum(r.tokens for r in records)
-        result.cost_usd = round(sum(r.cost_usd for r in records), 6)
+        result.cost_usd = round(sum(r.cost_usd for r in records), 8)
         return result
 
     def _details(self) -> str:

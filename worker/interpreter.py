@@ -27,6 +27,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from worker import job_effects as effects
+from worker.budgets import Frame, Ledger
 from worker.steps import HANDLERS
 from worker.steps.base import Scope, StepAt, StepFailed, StepOutcome
 from worker.steps.waits import Waits
@@ -66,6 +67,7 @@ class InterpreterWorkflow:
         self._children: dict[str, list[StepRecord]] = {}  # control step path → its records
         self._streamed: frozenset[str] = frozenset()  # ids of llm steps with stream: true
         self.waits = Waits()
+        self.ledger = Ledger({})
 
     @workflow.query(name="progress")
     def progress(self) -> Progress:
@@ -75,7 +77,14 @@ class InterpreterWorkflow:
             if record.status not in ("pending", "running")
         }
         started = {path: r.started_at for path, r in self._records.items() if r.started_at}
-        return self._progress.model_copy(update={"finished": finished, "started": started})
+        return self._progress.model_copy(
+            update={
+                "finished": finished,
+                "started": started,
+                "tokens": self.ledger.tokens,
+                "cost_usd": round(self.ledger.cost_usd, 6),
+            }
+        )
 
     def _finished_view(self, record: StepRecord) -> dict[str, Any]:
         view: dict[str, Any] = {"status": record.status, "attempts": record.attempts}
@@ -136,6 +145,7 @@ class InterpreterWorkflow:
                 },
             }
         )
+        self.ledger = Ledger.for_job(scope.namespace["context"], defn.budget, inp.options.budget)
         if inp.options.search_attributes:
             workflow.upsert_search_attributes([JOB_STATUS_SA.value_set("running")])
         running_mirror = effects.start_mirror(inp, defn, "running", started_at=started.isoformat())
@@ -248,7 +258,12 @@ class InterpreterWorkflow:
                 record.warnings.append("output reused from an earlier run")
                 self._restore_exported(step, scope)
             else:
+                budget = getattr(step, "budget", None)
+                if budget is not None and step.blocks():
+                    self.ledger.open_step(path, step.id, budget)
                 outcome = await self._execute(step, at)
+                # Leaf steps' own spend, and what a control step's child workflows reported.
+                self.ledger.add(self.budget_frames(path), outcome.tokens, outcome.cost_usd)
                 record.attempts = outcome.attempts
                 record.output = self._bounded(step, path, outcome.output)
                 record.tokens, record.cost_usd = outcome.tokens, outcome.cost_usd
@@ -276,6 +291,19 @@ class InterpreterWorkflow:
             # Only runs asked for debug_mode send these, so older histories replay unchanged.
             await effects.start_llm_step_webhook(self.inp, self.defn, record)
         return record
+
+    def budget_frames(self, path: str) -> list[Frame]:
+        """The budgets that bound a step at `path`: its own (a control step's), every control
+        step's above it, then the job's."""
+        frames: list[Frame] = []
+        current: str | None = path
+        while current is not None:
+            frame = self.ledger.steps.get(current)
+            if frame is not None:
+                frames.append(frame)
+            record = self._records.get(current)
+            current = record.parent if record is not None else None
+        return frames + self.ledger.job
 
     async def _execute(self, step: Any, at: StepAt) -> StepOutcome:
         handler = HANDLERS[step.type]
@@ -341,10 +369,12 @@ class InterpreterWorkflow:
             record.warnings.extend(at.resolver.warnings)
         if step.blocks():
             # Everything that ran inside counts here, whatever became of the block (on top of
-            # what the handler reports from child workflows: a batched foreach).
+            # what the handler reports from child workflows: a batched foreach). Kept to the
+            # 8 decimals calls are priced to: rounding each level to 6 drifted the job's total
+            # away from the sum of what the providers billed.
             children = self._children.get(record.path or record.id, [])
             record.tokens += sum(child.tokens for child in children)
-            record.cost_usd = round(record.cost_usd + sum(c.cost_usd for c in children), 6)
+            record.cost_usd = round(record.cost_usd + sum(c.cost_usd for c in children), 8)
         progress = self._progress
         progress.steps[at.path] = record.status
         if at.path in progress.running:

@@ -3,9 +3,12 @@
 One activity interceptor reads what the activities already return, so they stay free of
 metric code:
 
-- `llm_call` results: `llmflow_llm_tokens{provider, model, kind}` (input|output) and the
+- `llm_call` results: `llmflow_llm_tokens{provider, model, kind}` (input|output), the
   histogram `llmflow_llm_cost_usd{provider, model}` (its `_sum` is dollars spent, `_count`
-  the calls that answered);
+  the calls that answered) and `llmflow_cost_usd_total{workflow, provider, model}`, the dollars
+  this worker's llm calls cost since it started. The SDK meter has no float counter, so it is
+  a float gauge only ever set higher (a restart starts it at 0 again, as a counter's reset):
+  `rate()`/`increase()` read it as a counter;
 - the terminal `mirror_job` write of each job (in the run, or by the detached MirrorWorkflow):
   the histogram `llmflow_job_duration{workflow_name, status}` in milliseconds and
   `llmflow_step_failures{workflow_name, step_type, error_type}` for every failed step record
@@ -74,6 +77,7 @@ class WorkerMetrics(Interceptor):
         self._breaker_transitions = meter.create_counter(
             "llmflow_breaker_transitions", "Circuit breaker transitions by key and new state"
         )
+        self._cost_totals: dict[tuple[str, str, str], float] = {}
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _MeteredActivity(next, self)
@@ -125,7 +129,7 @@ class WorkerMetrics(Interceptor):
 
     def observe(self, activity_type: str, input: ExecuteActivityInput, result: Any) -> None:
         if activity_type == LLM_CALL:
-            self._guarded(lambda: self._llm(result), "llm")
+            self._guarded(lambda: self._llm(result, input.args[0] if input.args else None), "llm")
         elif activity_type == MIRROR_JOB and input.args:
             self._guarded(lambda: self._job(input.args[0]), "job")
         elif activity_type in WEBHOOK_KINDS:
@@ -149,7 +153,7 @@ class WorkerMetrics(Interceptor):
             "webhook",
         )
 
-    def _llm(self, result: Any) -> None:
+    def _llm(self, result: Any, call: Any) -> None:
         provider, model = _get(result, "provider"), _get(result, "model")
         usage = _get(result, "usage")
         if not provider or usage is None:
@@ -161,9 +165,17 @@ class WorkerMetrics(Interceptor):
             count = int(_get(usage, f"{kind}_tokens") or 0)
             if count > 0:
                 tokens.add(count, {**labels, "kind": kind})
+        cost = float(_get(result, "cost_usd") or 0.0)
         meter.create_histogram_float(
             "llmflow_llm_cost_usd", "Cost of each answered llm step attempt, in US dollars"
-        ).record(float(_get(result, "cost_usd") or 0.0), labels)
+        ).record(cost, labels)
+        workflow = str(_get(call, "workflow") or "")
+        key = (workflow, labels["provider"], labels["model"])
+        self._cost_totals[key] = total = round(self._cost_totals.get(key, 0.0) + cost, 8)
+        meter.create_gauge_float(
+            "llmflow_cost_usd_total",
+            "US dollars spent on llm calls since the worker started (only rises)",
+        ).set(total, {"workflow": workflow, **labels})
 
     def _job(self, update: Any) -> None:
         status = _get(update, "status")

@@ -170,6 +170,7 @@ def _llm_call(
     arg = LlmCallInput(
         step_id=step.id,
         job_id=job_id,
+        workflow=snapshot.name,
         provider=cfg.provider,
         model=cfg.model,
         prompt=render_prompt(template or "", variables, resolver),

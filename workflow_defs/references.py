@@ -23,6 +23,16 @@ _SEGMENT = re.compile(
     r"([A-Za-z_][A-Za-z0-9_\-]*)|\[(-?\d+)\]|\[\*\]|\[\"([^\"]*)\"\]|\['([^']*)'\]"
 )
 ROOTS = ("input", "steps", "context")
+# What `${context.…}` holds; cost_usd and tokens are the job's llm spend so far (the budget).
+CONTEXT_KEYS = (
+    "job_id",
+    "workflow_name",
+    "workflow_version",
+    "started_at",
+    "run_id",
+    "cost_usd",
+    "tokens",
+)
 
 Path = list[str | int]
 _MISSING = object()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.budget import BudgetSpec
 from core.payload_limits import STEP_OUTPUT_CEILING
 
 if TYPE_CHECKING:
@@ -227,6 +228,12 @@ class _StepBase(_Model):
 class LlmStep(_StepBase):
     type: Literal["llm"]
     config: LlmConfig
+    budget: BudgetSpec | None = None
+    # A call that could cross a budget is not made: fail (None), call the fallbacks that fit,
+    # cheapest first, or skip the step (null output, a warning).
+    on_budget: Literal["fail", "fallback", "skip"] | None = None
+    # The worst case of one call of a model the price table does not know.
+    max_cost_usd_per_call: float | None = Field(default=None, gt=0, le=1_000_000)
 
     def check(self, ctx: StepChecks) -> None:
         cfg = self.config
@@ -239,6 +246,8 @@ class LlmStep(_StepBase):
             text = getattr(cfg, field)
             if text is not None:
                 ctx.prompt(text, f"config.{field}", cfg.variables)
+        if self.on_budget == "fallback" and not cfg.fallbacks:
+            ctx.error("on_budget", 'on_budget "fallback" needs config.fallbacks to choose from')
 
 
 class ExternalApiStep(_StepBase):
@@ -418,6 +427,7 @@ class WaitForEventStep(_StepBase):
 class ParallelStep(_StepBase):
     type: Literal["parallel"]
     config: ParallelConfig
+    budget: BudgetSpec | None = None  # bounds every llm call inside, all items/iterations
 
     def blocks(self) -> list[BlockSpec]:
         return [
@@ -432,6 +442,7 @@ class ParallelStep(_StepBase):
 class ForeachStep(_StepBase):
     type: Literal["foreach"]
     config: ForeachConfig
+    budget: BudgetSpec | None = None  # bounds every llm call inside, all items/iterations
 
     def blocks(self) -> list[BlockSpec]:
         names = (self.config.as_, self.config.index_as)
@@ -448,6 +459,7 @@ class ForeachStep(_StepBase):
 class SwitchStep(_StepBase):
     type: Literal["switch"]
     config: SwitchConfig
+    budget: BudgetSpec | None = None  # bounds every llm call inside, all items/iterations
 
     def blocks(self) -> list[BlockSpec]:
         found = [
@@ -466,6 +478,7 @@ class SwitchStep(_StepBase):
 class LoopStep(_StepBase):
     type: Literal["loop"]
     config: LoopConfig
+    budget: BudgetSpec | None = None  # bounds every llm call inside, all items/iterations
 
     def blocks(self) -> list[BlockSpec]:
         # ${iteration} counts from 1; ${previous.<id>…} reads the last iteration's steps.
@@ -553,6 +566,7 @@ class WorkflowDefinition(_Model):
     output: Any = None
     default_error_mode: ErrorMode = "fail"
     timeout_seconds: float = Field(default=600, gt=0, le=30 * 86400)
+    budget: BudgetSpec | None = None  # the whole job's llm spend (a submit may lower it)
 
     @model_validator(mode="before")
     @classmethod

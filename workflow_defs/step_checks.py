@@ -38,3 +38,6 @@ class StepChecks(Protocol):
 
     def json_schema(self, schema: dict[str, Any] | None, where: str) -> None:
         """`schema` is a valid JSON Schema (draft 2020-12)."""
+
+    def error(self, where: str, message: str) -> None:
+        """A problem the step's model found itself (a combination of fields)."""

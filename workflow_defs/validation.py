@@ -26,6 +26,7 @@ from core.step_outputs import (
 from workflow_defs.expressions import ExpressionError, compile_condition
 from workflow_defs.prompts import PromptError, check_placeholders, expand_includes, placeholders
 from workflow_defs.references import (
+    CONTEXT_KEYS,
     ROOTS,
     ReferenceSyntaxError,
     find_references,
@@ -145,6 +146,10 @@ class _DefinitionChecker:
         if root not in ROOTS:
             roots = ", ".join([*ROOTS, *sorted(names)])
             self.errors.append((where, f"{raw}: unknown reference root {root!r} (use {roots})"))
+        elif root == "context":
+            if len(path) > 1 and path[1] not in CONTEXT_KEYS:
+                known = ", ".join(CONTEXT_KEYS)
+                self.errors.append((where, f"{raw}: unknown context key {path[1]!r} (use {known})"))
         elif root == "steps":
             if len(path) < 2 or not isinstance(path[1], str):
                 self.errors.append((where, f"{raw}: name a step, e.g. ${{steps.<id>.output}}"))
@@ -265,6 +270,9 @@ class _StepScope:
         # Paths come back relative to the step's `config` object (`operation`, `config.sep`).
         for rel, msg in check_transform_config(operation, config):
             self.checker.errors.append((self._where(f"{where}.{rel}"), msg))
+
+    def error(self, where: str, message: str) -> None:
+        self.checker.errors.append((self._where(where), message))
 
     def json_schema(self, schema: dict[str, Any] | None, where: str) -> None:
         problem = json_schema_problem(schema)

@@ -19,6 +19,7 @@ class LlmFallback(BaseModel):
 class LlmCallInput(BaseModel):
     step_id: str
     job_id: str | None = None
+    workflow: str | None = None  # the definition's name (labels the cost metric)
     provider: str | None = None  # None → settings.llm_default_provider
     model: str
     prompt: str  # already rendered

@@ -18,7 +18,7 @@ from fastapi import (
 )
 from fastapi.responses import StreamingResponse
 
-from api import job_events, job_service, rerun_service
+from api import job_events, job_service, key_budgets, rerun_service
 from api.auth import Caller, Principal
 from api.deps import CatalogDep, EngineDep, SettingsDep, TemporalDep
 from api.errors import ApiError
@@ -68,6 +68,10 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "Body over MAX_REQUEST_BYTES"},
     422: {
         "description": "Invalid body or input_data (`detail[].loc` names the field), or Idempotency-Key reused with another body"
+    },
+    429: {
+        "description": "The API key's daily budget (API_KEY_BUDGETS) is spent: "
+        "`spent_usd` and `budget_usd` say by how much"
     },
     503: {
         "description": "Temporal (or, for jobs with webhook_secret, the database) unreachable; nothing was started"
@@ -119,7 +123,14 @@ async def submit(
             ],
         ) from None
     except job_service.BadField as exc:
-        raise unprocessable(["body", exc.field], str(exc)) from None
+        raise unprocessable(["body", *exc.field.split(".")], str(exc)) from None
+    except key_budgets.DailyBudgetReached as exc:
+        raise ApiError(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "DailyBudgetExceeded",
+            str(exc),
+            extra={"spent_usd": exc.spent, "budget_usd": exc.budget},
+        ) from None
     except job_service.UnstorableValues as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -756,6 +756,16 @@ export interface components {
             };
         };
         /**
+         * BudgetSpec
+         * @description A cap on what llm calls may spend: inside a step's subtree, or the whole job.
+         */
+        BudgetSpec: {
+            /** Max Cost Usd */
+            max_cost_usd?: number | null;
+            /** Max Tokens */
+            max_tokens?: number | null;
+        };
+        /**
          * BulkDelete
          * @example {
          *       "job_ids": [
@@ -963,6 +973,8 @@ export interface components {
              * @default false
              */
             debug_mode: boolean;
+            /** @description Caps this job's llm spend (max_cost_usd, max_tokens). It may lower the definition's `budget`, never raise it (422 naming the field). */
+            budget?: components["schemas"]["BudgetSpec"] | null;
         } & {
             [key: string]: unknown;
         };
@@ -1298,6 +1310,8 @@ export interface components {
              * @default false
              */
             debug_mode: boolean;
+            /** @description Caps this job's llm spend (max_cost_usd, max_tokens). It may lower the definition's `budget`, never raise it (422 naming the field). */
+            budget?: components["schemas"]["BudgetSpec"] | null;
         };
         /** JobList */
         JobList: {
@@ -2547,6 +2561,13 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The API key's daily budget (API_KEY_BUDGETS) is spent: `spent_usd` and `budget_usd` say by how much */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Temporal (or, for jobs with webhook_secret, the database) unreachable; nothing was started */
             503: {
                 headers: {
@@ -3098,6 +3119,13 @@ export interface operations {
             };
             /** @description Invalid body or input_data (`detail[].loc` names the field), or Idempotency-Key reused with another body */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The API key's daily budget (API_KEY_BUDGETS) is spent: `spent_usd` and `budget_usd` say by how much */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -9,6 +9,7 @@ from typing import Any
 from temporalio import workflow
 
 from worker.steps.base import Runner, StepAt, StepFailed, StepOutcome, deadline_context
+from worker.steps.llm_budget import Admission, admit
 
 with workflow.unsafe.imports_passed_through():
     from core.errors import ErrorContext, ErrorType
@@ -28,6 +29,23 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
         resolver=at.resolver,
         path=at.path,
     )
+    admission = Admission(call.arg)
+    if step.type == "llm":
+        admission = admit(runner.budget_frames(at.path), step, at, call.arg)
+        if admission.arg is None:
+            return StepOutcome(output=None, warnings=admission.warnings)
+        call.arg = admission.arg
+    try:
+        return await _call(runner, step, at, call, admission.warnings)
+    finally:
+        if admission.reservation is not None:
+            admission.reservation.release()
+
+
+async def _call(
+    runner: Runner, step: Any, at: StepAt, call: Any, warnings: list[str]
+) -> StepOutcome:
+    remaining = (runner.deadline - workflow.now()).total_seconds()
     size = json_size(call.arg)
     if size > ACTIVITY_INPUT_LIMIT:
         raise StepFailed(
@@ -60,6 +78,6 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
         attempts=getattr(result, "attempt", 1),
         tokens=usage.total_tokens if usage is not None else 0,
         cost_usd=getattr(result, "cost_usd", 0.0) or 0.0,
-        warnings=list(getattr(result, "warnings", None) or []),
+        warnings=warnings + list(getattr(result, "warnings", None) or []),
         content=getattr(result, "content", None),
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from temporalio import workflow
 
+from worker.budgets import Ledger
 from worker.steps.base import Runner, StepAt, StepFailed, StepOutcome, cancel_all, failure
 
 with workflow.unsafe.imports_passed_through():
@@ -136,6 +137,19 @@ async def _run_batched(
     batches = [todo[n : n + cfg.batch_size] for n in range(0, len(todo), cfg.batch_size)]
     gate = asyncio.Semaphore(concurrency)
     run_id = workflow.info().run_id
+    # Batches run at once and can't see each other's spend: each gets an equal share of
+    # what the budgets above have left, reserved here until the foreach ends.
+    frames = runner.budget_frames(at.path)
+    share = Ledger.share(frames, len(batches)) if batches else None
+    reservation = (
+        Ledger.reserve(
+            frames,
+            (share.max_tokens or 0) * len(batches),
+            round((share.max_cost_usd or 0.0) * len(batches), 8),
+        )
+        if share is not None
+        else None
+    )
 
     async def one(number: int, indexes: list[int]) -> ForeachBatchResult:
         async with gate:
@@ -149,6 +163,7 @@ async def _run_batched(
                 indexes=None if contiguous else indexes,
                 namespace=namespace,
                 deadline=runner.deadline.isoformat(),
+                budget=share,
             )
             size = json_size(batch)
             if size > ACTIVITY_INPUT_LIMIT:
@@ -191,6 +206,8 @@ async def _run_batched(
                 break
     finally:
         await cancel_all(pending)  # cancels the child workflows too
+        if reservation is not None:
+            reservation.release()
     summary = {
         "items": len(items),
         "completed": len(results),
@@ -208,7 +225,7 @@ async def _run_batched(
         tolerated,
         summary,
         tokens=tokens,
-        cost_usd=round(cost, 6),
+        cost_usd=round(cost, 8),
     )
 
 

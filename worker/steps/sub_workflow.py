@@ -11,6 +11,7 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
+from worker.budgets import Ledger
 from worker.steps.base import Runner, StepAt, StepFailed, StepOutcome, failure
 
 with workflow.unsafe.imports_passed_through():
@@ -40,13 +41,17 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
         ) from None
     # Derived from the parent and the step's path: a replay or a retry finds the same child.
     child_id = f"{runner.inp.job_id}.{at.path}"
+    # A child the step waits for may spend what the budgets above it have left (as its
+    # submit budget), reserved here until it ends; its spend then counts through its totals.
+    frames = runner.budget_frames(at.path) if cfg.wait else []
+    share = Ledger.share(frames, 1)
     child = InterpreterInput(
         job_id=child_id,
         definition=snapshot,
         input_data=input_data,
         labels=runner.inp.labels,
         parent_job_id=runner.inp.job_id,
-        options=RunOptions(search_attributes=runner.inp.options.search_attributes),
+        options=RunOptions(search_attributes=runner.inp.options.search_attributes, budget=share),
     )
     options: dict[str, Any] = {
         "id": child_id,
@@ -60,6 +65,11 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
             INTERPRETER_WORKFLOW, child, parent_close_policy=ParentClosePolicy.ABANDON, **options
         )
         return StepOutcome(output={"job_id": child_id}, summary={"job_id": child_id})
+    reservation = (
+        Ledger.reserve(frames, share.max_tokens or 0, share.max_cost_usd or 0.0)
+        if share is not None
+        else None
+    )
     try:
         result = await workflow.execute_child_workflow(
             INTERPRETER_WORKFLOW, child, result_type=JobResult, **options
@@ -72,6 +82,9 @@ async def run(runner: Runner, step: Any, at: StepAt) -> StepOutcome:
         raise StepFailed(
             context.model_copy(update={"message": message, "step_id": at.path})
         ) from None
+    finally:
+        if reservation is not None:
+            reservation.release()
     meta = result.metadata
     return StepOutcome(
         output=result.output,

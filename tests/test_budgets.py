@@ -19,10 +19,10 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from activities.llm.estimate import estimate_call
-from activities.llm.models import LlmUsage
 from activities.llm.pricing import cost_usd
 from core.contracts import JobResult
 from core.settings import Settings
+from core.step_outputs import LlmUsage
 from tests import harness
 from tests.api_server import gateway
 from tests.fakes.http_server import FakeHTTPServer, Request, Response

@@ -230,7 +230,11 @@ async def fork_job(
         definition=snapshot,
         input_data=new_input,
         webhook=webhook,
-        options=RunOptions(reuse_steps=plan.reuse_steps, reuse_items=plan.reuse_items),
+        options=RunOptions(
+            reuse_steps=plan.reuse_steps,
+            reuse_items=plan.reuse_items,
+            budget=original.options.budget,  # the parent submit's lowered budget still holds
+        ),
         labels=original.labels,
     )
     try:

@@ -194,7 +194,12 @@ async def rerun_job(
         definition=original.definition,
         input_data=original.input_data,
         webhook=webhook,
-        options=RunOptions(reuse_steps=reuse, reuse_exported=exports, reuse_items=items),
+        options=RunOptions(
+            reuse_steps=reuse,
+            reuse_exported=exports,
+            reuse_items=items,
+            budget=original.options.budget,  # the first submit's lowered budget still holds
+        ),
         labels=original.labels,
     )
     try:

@@ -418,6 +418,16 @@ async def test_submit_may_lower_the_budget_but_never_raise_it(
             job = await poll_until(
                 api, lowered.json()["job_id"], lambda j: j["status"] == "failed", OPS
             )
+            # A rerun and a fork of it run under the budget its submit set, not the definition's.
+            again = []
+            for how in ("rerun", "fork"):
+                made = await api.post(f"/api/v1/jobs/{job['job_id']}/{how}", json={}, headers=OPS)
+                assert made.status_code == 202, made.text
+                again.append(
+                    await poll_until(
+                        api, made.json()["job_id"], lambda j: j["status"] == "failed", OPS
+                    )
+                )
 
     assert raised.status_code == 422
     assert raised.json()["detail"][0]["loc"] == ["body", "budget", "max_cost_usd"]
@@ -427,7 +437,9 @@ async def test_submit_may_lower_the_budget_but_never_raise_it(
     assert no_limit.json()["detail"][0]["loc"] == ["body", "budget", "max_cost_usd"]
     assert typo.status_code == 422 and typo.json()["detail"][0]["loc"][:2] == ["body", "budget"]
     assert job["error"]["type"] == "BUDGET_EXCEEDED"
-    assert job["error"]["details"]["budget"]["budget"] == "submit budget.max_cost_usd"
+    for failed in (job, *again):
+        assert failed["error"]["type"] == "BUDGET_EXCEEDED"
+        assert failed["error"]["details"]["budget"]["budget"] == "submit budget.max_cost_usd"
     assert fake_llm.reported == []
 
 

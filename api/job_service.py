@@ -147,7 +147,7 @@ async def submit_job(
     if loaded is None:
         raise NotFound(catalog.definitions.not_found(body.workflow_name, body.workflow_version))
     input_data = validate_input(loaded.definition, body.input_data)  # InputError → 422
-    _check_lowers(loaded.definition.budget, body.budget)
+    check_lowers(loaded.definition.budget, body.budget)
     try:
         await key_budgets.check(principal, settings=settings, engine=engine, temporal=temporal)
     except key_budgets.BudgetUnknown as exc:
@@ -246,7 +246,7 @@ async def submit_job(
     )
 
 
-def _check_lowers(defined: BudgetSpec | None, submitted: BudgetSpec | None) -> None:
+def check_lowers(defined: BudgetSpec | None, submitted: BudgetSpec | None) -> None:
     if defined is None or submitted is None:
         return
     raised = defined.raised_by(submitted)

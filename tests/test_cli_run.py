@@ -169,6 +169,27 @@ async def test_run_wait_exit_codes_are_reliable(
     assert "workflow 'quickstart' has no version 9.9.9; versions: 1.0.0" in no_version[2]
 
 
+async def test_run_budget_flags_only_lower_the_definitions_budget(
+    temporal_client: Client, cli_settings: Settings, engine: Engine
+) -> None:
+    budgeted = {**story(0), "name": "cli_budgeted", "budget": {"max_tokens": 100_000}}
+    (cli_settings.workflow_defs_dir / "cli_budgeted.json").write_text(json.dumps(budgeted))
+    fast = cli_settings.model_copy(update={"redis_url": None})
+    async with harness.running_worker(temporal_client, fast, engine):
+        within = await llmflow(fast, "run", "cli_budgeted", "--input", "{}", "--wait", "--json")
+        lowered = await llmflow(
+            fast, "run", "cli_budgeted", "--budget-tokens", "10", "--wait", "--json"
+        )
+    raised = await llmflow(fast, "run", "cli_budgeted", "--budget-tokens", "200000")
+    assert within[0] == 0, within[2]
+    assert lowered[0] == 1, lowered[2]
+    error = json.loads(lowered[1])["error"]
+    assert error["type"] == "BUDGET_EXCEEDED"
+    assert error["details"]["budget"]["budget"] == "submit budget.max_tokens"
+    assert raised[0] == 2
+    assert "--budget-tokens: a submit may only lower the definition's budget" in raised[2]
+
+
 async def test_jobs_watch_follows_a_job_to_its_end(
     temporal_client: Client, cli_settings: Settings, engine: Engine
 ) -> None:

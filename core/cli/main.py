@@ -259,7 +259,7 @@ def _read_input(value: str | None) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from core.contracts import InterpreterInput
+    from core.contracts import InterpreterInput, RunOptions
     from core.settings import get_settings
     from core.temporal import connect, start_job
     from workflow_defs.catalog import load_catalog
@@ -276,6 +276,7 @@ async def _run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"invalid input: {exc}", file=sys.stderr)
         return 2
+    budget = _submit_budget(args, loaded.definition.budget)
     from core.payload_codec import PayloadKeyError
 
     try:
@@ -289,7 +290,10 @@ async def _run(args: argparse.Namespace) -> int:
         ) from None
     job_id = str(uuid.uuid4())
     inp = InterpreterInput(
-        job_id=job_id, definition=catalog.snapshot(loaded), input_data=input_data
+        job_id=job_id,
+        definition=catalog.snapshot(loaded),
+        input_data=input_data,
+        options=RunOptions(budget=budget),
     )
     await asyncio.to_thread(_record_queued, settings, inp)
     handle = await start_job(client, settings, inp)
@@ -301,6 +305,34 @@ async def _run(args: argparse.Namespace) -> int:
 
     mode = "json" if args.json else "quiet" if args.quiet else "human"
     return await follow_run(handle, settings, mode=mode)
+
+
+def _submit_budget(args: argparse.Namespace, defined: Any) -> Any:
+    """The run's budget from --budget-usd/--budget-tokens, under the gateway's rule: it may only
+    lower the definition's (a limit left out is one the definition's value keeps)."""
+    from pydantic import ValidationError
+
+    from api.job_service import BadField, check_lowers
+    from core.budget import BudgetSpec
+
+    if args.budget_usd is None and args.budget_tokens is None:
+        return None
+    try:
+        budget = BudgetSpec(
+            max_cost_usd=args.budget_usd
+            if args.budget_usd is not None
+            else getattr(defined, "max_cost_usd", None),
+            max_tokens=args.budget_tokens
+            if args.budget_tokens is not None
+            else getattr(defined, "max_tokens", None),
+        )
+        check_lowers(defined, budget)
+    except ValidationError as exc:
+        raise UsageError(f"invalid budget: {exc.errors()[0]['msg']}") from None
+    except BadField as exc:
+        flag = {"budget.max_cost_usd": "--budget-usd", "budget.max_tokens": "--budget-tokens"}
+        raise UsageError(f"{flag.get(exc.field, exc.field)}: {exc}") from None
+    return budget
 
 
 def _record_queued(settings: Any, inp: Any) -> None:
@@ -398,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("workflow")
     run.add_argument("--input", help="JSON object, or a file holding one")
     run.add_argument("--version")
+    run.add_argument("--budget-usd", type=float, help="lower the definition's max_cost_usd")
+    run.add_argument("--budget-tokens", type=int, help="lower the definition's max_tokens")
     run.add_argument("--wait", action="store_true", help="follow the job and print the result")
     shown = run.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="with --wait: only the final job JSON")

@@ -64,6 +64,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         if isinstance(value, list):
             value = ",".join(value)
+        elif isinstance(value, dict):  # name:value pairs (API_KEY_BUDGETS)
+            value = ",".join(f"{k}:{v}" for k, v in value.items())
         elif isinstance(value, bool):
             value = "true" if value else "false"
         env[name.upper()] = str(value)
